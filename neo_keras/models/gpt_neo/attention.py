@@ -1,0 +1,160 @@
+"""GPT-Neo self-attention: global or sliding-window ("local"), unscaled scores."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+ATTENTION_TYPES = ("global", "local")
+
+# A large finite negative rather than -inf: a query whose keys are all masked (a left-padding
+# position) then gets a uniform distribution instead of NaN.
+_MASKED_SCORE = -1e9
+
+
+def attention_mask(
+    query_positions,
+    key_positions,
+    attention_type: str,
+    window_size: int,
+    key_padding_mask=None,
+):
+    """Boolean mask `[B or 1, Tq, Tk]`: True where a query may attend to a key.
+
+    A query sees every earlier key and itself; a local layer sees only the `window_size`
+    most recent positions, the current one included. Keys marked False in `key_padding_mask`
+    (`[B, Tk]`) are hidden.
+    """
+    distance = ops.expand_dims(query_positions, -1) - ops.expand_dims(key_positions, 0)
+    allowed = ops.greater_equal(distance, 0)
+    if attention_type == "local":
+        allowed = ops.logical_and(allowed, ops.less(distance, window_size))
+    allowed = ops.expand_dims(allowed, 0)
+    if key_padding_mask is not None:
+        key_padding_mask = ops.cast(key_padding_mask, "bool")
+        allowed = ops.logical_and(allowed, ops.expand_dims(key_padding_mask, 1))
+    return allowed
+
+
+@keras.saving.register_keras_serializable(package="neo_keras")
+class GPTNeoAttention(keras.layers.Layer):
+    """Multi-head causal self-attention as in GPT-Neo.
+
+    Differences from the textbook layer, all load-bearing for checkpoint parity: the
+    query/key/value projections have no bias, the scores are NOT divided by sqrt(head_dim),
+    and scores and softmax are computed in float32 whatever the compute dtype.
+
+    Args:
+        num_heads: number of attention heads.
+        attention_type: `"global"` (full causal) or `"local"` (sliding window).
+        window_size: how many positions a local layer sees, the current one included.
+        dropout: dropout rate on the attention probabilities.
+        kernel_initializer: initializer of the projection kernels.
+    """
+
+    def __init__(
+        self,
+        num_heads: int,
+        attention_type: str = "global",
+        window_size: int = 256,
+        dropout: float = 0.0,
+        kernel_initializer="glorot_uniform",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if attention_type not in ATTENTION_TYPES:
+            raise ValueError(
+                f"attention_type must be one of {ATTENTION_TYPES}, got {attention_type!r}."
+            )
+        self.num_heads = num_heads
+        self.attention_type = attention_type
+        self.window_size = window_size
+        self.dropout = dropout
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+
+    def build(self, input_shape):
+        hidden_dim = input_shape[-1]
+        if hidden_dim % self.num_heads:
+            raise ValueError(
+                f"hidden_dim ({hidden_dim}) must be divisible by num_heads ({self.num_heads})."
+            )
+        self.head_dim = hidden_dim // self.num_heads
+
+        def projection(name, use_bias):
+            layer = keras.layers.Dense(
+                hidden_dim,
+                use_bias=use_bias,
+                kernel_initializer=self.kernel_initializer,
+                dtype=self.dtype_policy,
+                name=name,
+            )
+            layer.build(input_shape)
+            return layer
+
+        self.query_dense = projection("query", use_bias=False)
+        self.key_dense = projection("key", use_bias=False)
+        self.value_dense = projection("value", use_bias=False)
+        self.output_dense = projection("attention_output", use_bias=True)
+        self.probs_dropout = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
+        self.built = True
+
+    def _split_heads(self, x):
+        batch, length = ops.shape(x)[0], ops.shape(x)[1]
+        return ops.reshape(x, (batch, length, self.num_heads, self.head_dim))
+
+    def call(
+        self,
+        hidden_states,
+        padding_mask=None,
+        cache=None,
+        cache_update_index=None,
+        training=None,
+    ):
+        """Attends over `hidden_states` `[B, T, hidden]`.
+
+        Without `cache`, the whole sequence attends to itself (`padding_mask` `[B, T]` hides
+        padded keys). With `cache` `[B, 2, max_length, heads, head_dim]`, the new keys and
+        values are written at `cache_update_index` and the queries attend over the cache;
+        returns `(output, updated_cache)` in that case.
+        """
+        query = self._split_heads(self.query_dense(hidden_states))
+        key = self._split_heads(self.key_dense(hidden_states))
+        value = self._split_heads(self.value_dense(hidden_states))
+        query_length = ops.shape(hidden_states)[1]
+
+        if cache is None:
+            query_positions = ops.arange(query_length)
+            key_positions = query_positions
+        else:
+            start = [0, cache_update_index, 0, 0]
+            key = ops.slice_update(cache[:, 0, ...], start, key)
+            value = ops.slice_update(cache[:, 1, ...], start, value)
+            cache = ops.stack((key, value), axis=1)
+            query_positions = ops.arange(query_length) + cache_update_index
+            key_positions = ops.arange(ops.shape(key)[1])
+            padding_mask = None  # Right padding: the queries never reach unwritten slots.
+
+        mask = attention_mask(
+            query_positions, key_positions, self.attention_type, self.window_size, padding_mask
+        )
+        scores = ops.einsum("bqhd,bkhd->bhqk", ops.cast(query, "float32"), ops.cast(key, "float32"))
+        scores = ops.where(ops.expand_dims(mask, 1), scores, _MASKED_SCORE)
+        probs = ops.cast(ops.softmax(scores, axis=-1), self.compute_dtype)
+        probs = self.probs_dropout(probs, training=training)
+        context = ops.einsum("bhqk,bkhd->bqhd", probs, value)
+        context = ops.reshape(context, ops.shape(hidden_states))
+        output = self.output_dense(context)
+        return output if cache is None else (output, cache)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_heads": self.num_heads,
+                "attention_type": self.attention_type,
+                "window_size": self.window_size,
+                "dropout": self.dropout,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            }
+        )
+        return config

@@ -1,0 +1,169 @@
+"""GPT-Neo with its language-model head, KV-cached generation and checkpoint I/O."""
+
+from __future__ import annotations
+
+import keras
+import keras_hub
+from keras import ops
+
+from neo_keras.models.gpt_neo import presets
+from neo_keras.models.gpt_neo.backbone import GPTNeoBackbone
+from neo_keras.models.gpt_neo.preprocessor import GPTNeoCausalLMPreprocessor
+
+
+@keras.saving.register_keras_serializable(package="neo_keras")
+class GPTNeoCausalLM(keras_hub.models.CausalLM):
+    """GPT-Neo for causal language modelling: train with `fit()`, sample with `generate()`.
+
+    Calling the model on `{"token_ids", "padding_mask"}` returns float32 logits `[B, T, V]`
+    from the LM head, which is tied to the token embedding. The sampler is chosen with
+    `compile(sampler=...)` (any `keras_hub.samplers` sampler: greedy, top-k, top-p, ...).
+
+    `from_preset` reads a Hugging Face GPT-Neo directory (`config.json` plus
+    `model.safetensors` or `pytorch_model.bin`), a hub id (`hf://EleutherAI/gpt-neo-125M`),
+    a named size (`gpt_neo_125m`, `gpt_neo_1.3b`, `gpt_neo_2.7b`) or a Keras preset written by
+    `save_to_preset`. `export_to_transformers` writes a directory that
+    `transformers.GPTNeoForCausalLM.from_pretrained` reads.
+
+    Args:
+        backbone: a `GPTNeoBackbone`.
+        preprocessor: a `GPTNeoCausalLMPreprocessor`, or None to feed token ids directly.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from neo_keras import GPTNeoBackbone, GPTNeoCausalLM
+
+    backbone = GPTNeoBackbone(
+        vocabulary_size=100, num_layers=2, num_heads=2, hidden_dim=16,
+        window_size=4, max_sequence_length=32,
+    )
+    model = GPTNeoCausalLM(backbone)
+    logits = model({
+        "token_ids": np.ones((1, 8), "int32"),
+        "padding_mask": np.ones((1, 8), "int32"),
+    })  # [1, 8, 100]
+    model.compile(sampler="greedy")
+    out = model.generate(
+        {"token_ids": np.array([[5, 6, 0, 0]]), "padding_mask": np.array([[1, 1, 0, 0]])},
+        stop_token_ids=None,
+    )
+    ```
+    """
+
+    backbone_cls = GPTNeoBackbone
+    preprocessor_cls = GPTNeoCausalLMPreprocessor
+
+    def __init__(self, backbone: GPTNeoBackbone, preprocessor=None, **kwargs):
+        # === Layers ===
+        self.backbone = backbone
+        self.preprocessor = preprocessor
+
+        # === Functional model ===
+        inputs = backbone.input
+        hidden_states = backbone(inputs)
+        # The head runs in the compute dtype; the logits leave in float32 for the loss.
+        logits = ops.cast(backbone.token_embedding(hidden_states, reverse=True), "float32")
+        super().__init__(inputs=inputs, outputs=logits, **kwargs)
+
+    @classmethod
+    def from_preset(cls, preset: str, load_weights: bool = True, **kwargs) -> GPTNeoCausalLM:
+        """Loads a model from a Hugging Face directory or id, a named size or a Keras preset."""
+        from neo_keras.models.gpt_neo import hf_convert
+
+        source = presets.resolve(preset)
+        if hf_convert.is_hf_checkpoint(source):
+            return hf_convert.load_causal_lm(source, load_weights=load_weights, **kwargs)
+        return super().from_preset(source, load_weights=load_weights, **kwargs)
+
+    def export_to_transformers(self, path: str) -> None:
+        """Writes a Hugging Face GPT-Neo directory (config, safetensors, tokenizer) at `path`."""
+        from neo_keras.models.gpt_neo import hf_convert
+
+        hf_convert.save_hf_checkpoint(self, path)
+
+    def call_with_cache(self, token_ids, cache, cache_update_index):
+        """Forward pass over `token_ids` that reads and extends the key/value cache.
+
+        Args:
+            token_ids: int `[B, T]`, the tokens at positions
+                `cache_update_index .. cache_update_index + T - 1`.
+            cache: `[B, num_layers, 2, max_length, num_heads, head_dim]`.
+            cache_update_index: position of the first token of `token_ids`.
+
+        Returns:
+            `(logits, hidden_states, cache)`.
+        """
+        x = self.backbone.embed(token_ids, start_index=cache_update_index)
+        updated = []
+        for i, layer in enumerate(self.backbone.transformer_layers):
+            x, layer_cache = layer(x, cache=cache[:, i, ...], cache_update_index=cache_update_index)
+            updated.append(layer_cache)
+        hidden_states = self.backbone.layer_norm(x)
+        logits = self.backbone.token_embedding(hidden_states, reverse=True)
+        return ops.cast(logits, "float32"), hidden_states, ops.stack(updated, axis=1)
+
+    def _build_cache(self, token_ids):
+        """An empty cache for `token_ids` `[B, max_length]`, seeded by one pass over them."""
+        batch_size, max_length = ops.shape(token_ids)[0], ops.shape(token_ids)[1]
+        backbone = self.backbone
+        shape = [
+            batch_size,
+            backbone.num_layers,
+            2,
+            max_length,
+            backbone.num_heads,
+            backbone.head_dim,
+        ]
+        cache = ops.zeros(shape, dtype=self.compute_dtype)
+        _, hidden_states, cache = self.call_with_cache(token_ids, cache, 0)
+        return hidden_states, cache
+
+    def generate_step(self, inputs, stop_token_ids=None):
+        """One compiled generation call for a batch of right-padded prompts.
+
+        Each row keeps its prompt tokens and samples from the first padded position on;
+        rows stop independently at any of `stop_token_ids`. Positions after a row's stop
+        token are marked False in the returned `padding_mask`.
+        """
+        token_ids, padding_mask = inputs["token_ids"], inputs["padding_mask"]
+        padding_mask = ops.cast(padding_mask, "bool")
+        hidden_states, cache = self._build_cache(token_ids)
+        # Generation starts at the shortest prompt; longer prompts keep their own tokens.
+        index = ops.min(ops.sum(ops.cast(padding_mask, "int32"), axis=-1))
+
+        def next_token_logits(prompt, cache, index):
+            # Position `index - 1` holds the token sampled last (or a prompt token): run it
+            # through the model to extend the cache and get the next distribution.
+            batch_size = ops.shape(prompt)[0]
+            last_token = ops.slice(prompt, [0, index - 1], [batch_size, 1])
+            logits, hidden_states, cache = self.call_with_cache(last_token, cache, index - 1)
+            return ops.squeeze(logits, axis=1), ops.squeeze(hidden_states, axis=1), cache
+
+        token_ids = self.sampler(
+            next=next_token_logits,
+            prompt=token_ids,
+            cache=cache,
+            index=index,
+            mask=padding_mask,
+            stop_token_ids=stop_token_ids,
+            hidden_states=hidden_states,
+            model=self,
+        )
+        return {
+            "token_ids": token_ids,
+            "padding_mask": generated_padding_mask(token_ids, padding_mask, stop_token_ids),
+        }
+
+
+def generated_padding_mask(token_ids, prompt_mask, stop_token_ids):
+    """True on the prompt and on generated tokens up to and including the first stop token."""
+    if stop_token_ids is None:
+        return ops.ones_like(token_ids, dtype="bool")
+    is_stop = ops.zeros_like(token_ids, dtype="bool")
+    for stop_id in stop_token_ids:
+        is_stop = ops.logical_or(is_stop, ops.equal(token_ids, stop_id))
+    is_stop = ops.cast(ops.logical_and(is_stop, ops.logical_not(prompt_mask)), "int32")
+    stops_before = ops.cumsum(is_stop, axis=-1) - is_stop
+    return ops.equal(stops_before, 0)

@@ -1,0 +1,136 @@
+"""GPT-Neo here against `transformers` GPT-Neo: logits, loss and greedy generation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from neo_keras import GPTNeoCausalLM
+from tests.models.hf_fixtures import make_hf_checkpoint
+
+# Each shape makes the local window shorter than the sequence, so local attention matters.
+SHAPES = {
+    "alternating": {},
+    "global_local_local": {
+        "num_layers": 3,
+        "hidden_size": 48,
+        "num_heads": 6,
+        "attention_types": [[["global", "local", "local"], 1]],
+        "window_size": 5,
+    },
+    "all_local_custom_mlp": {
+        "num_layers": 2,
+        "hidden_size": 24,
+        "num_heads": 2,
+        "intermediate_size": 40,
+        "attention_types": [[["local"], 2]],
+        "window_size": 3,
+    },
+    "flat_global": {
+        "num_layers": 2,
+        "hidden_size": 16,
+        "num_heads": 4,
+        "attention_types": [[["global"], 2]],
+    },
+}
+SEQUENCE_LENGTH = 24
+ROW_LENGTHS = [24, 17, 9]  # right padding in the batch
+
+
+@pytest.fixture(scope="module", params=sorted(SHAPES))
+def pair(request, tmp_path_factory):
+    """(torch model, Keras model) holding the same random weights."""
+    directory = str(tmp_path_factory.mktemp(request.param))
+    torch_model = make_hf_checkpoint(directory, **SHAPES[request.param])
+    return torch_model, GPTNeoCausalLM.from_preset(directory)
+
+
+def padded_batch(vocabulary_size: int, seed: int = 1):
+    rng = np.random.default_rng(seed)
+    token_ids = rng.integers(1, vocabulary_size, size=(len(ROW_LENGTHS), SEQUENCE_LENGTH))
+    padding_mask = np.arange(SEQUENCE_LENGTH)[None, :] < np.array(ROW_LENGTHS)[:, None]
+    return np.where(padding_mask, token_ids, 0).astype("int32"), padding_mask
+
+
+def torch_logits(torch_model, token_ids, padding_mask):
+    with torch.no_grad():
+        return torch_model(
+            input_ids=torch.from_numpy(token_ids).long(),
+            attention_mask=torch.from_numpy(padding_mask.astype("int64")),
+        ).logits.numpy()
+
+
+def test_logits_match_transformers(pair):
+    torch_model, keras_model = pair
+    token_ids, padding_mask = padded_batch(torch_model.config.vocab_size)
+    expected = torch_logits(torch_model, token_ids, padding_mask)
+    actual = np.asarray(keras_model({"token_ids": token_ids, "padding_mask": padding_mask}))
+    assert actual.shape == expected.shape
+    assert actual.dtype == np.float32
+    np.testing.assert_allclose(actual[padding_mask], expected[padding_mask], atol=1e-4, rtol=0)
+
+
+def test_masked_lm_loss_matches_transformers(pair):
+    torch_model, keras_model = pair
+    token_ids, padding_mask = padded_batch(torch_model.config.vocab_size, seed=2)
+    labels = np.where(padding_mask, token_ids, -100)
+    with torch.no_grad():
+        expected = torch_model(
+            input_ids=torch.from_numpy(token_ids).long(),
+            attention_mask=torch.from_numpy(padding_mask.astype("int64")),
+            labels=torch.from_numpy(labels).long(),
+        ).loss.item()
+    logits = np.asarray(keras_model({"token_ids": token_ids, "padding_mask": padding_mask}))
+    # Position t predicts token t + 1; the weight says whether that token is real.
+    log_probs = logits[:, :-1] - np.log(np.exp(logits[:, :-1]).sum(-1, keepdims=True))
+    targets = token_ids[:, 1:]
+    weights = padding_mask[:, 1:].astype("float64")
+    token_loss = -np.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
+    actual = (token_loss * weights).sum() / weights.sum()
+    assert actual == pytest.approx(expected, abs=1e-4)
+
+
+def test_greedy_generation_matches_transformers(pair):
+    torch_model, keras_model = pair
+    prompt = padded_batch(torch_model.config.vocab_size, seed=3)[0][:1, :8]
+    new_tokens = 32
+    with torch.no_grad():
+        expected = torch_model.generate(
+            torch.from_numpy(prompt).long(),
+            attention_mask=torch.ones_like(torch.from_numpy(prompt)),
+            max_new_tokens=new_tokens,
+            do_sample=False,
+            eos_token_id=None,  # generate all 32 tokens, as the Keras side does
+            pad_token_id=0,
+        ).numpy()
+    assert expected.shape == (1, prompt.shape[1] + new_tokens)
+    keras_model.compile(sampler="greedy")
+    token_ids = np.zeros((1, prompt.shape[1] + new_tokens), "int32")
+    token_ids[:, : prompt.shape[1]] = prompt
+    padding_mask = token_ids != 0
+    padding_mask[:, : prompt.shape[1]] = True
+    generated = keras_model.generate(
+        {"token_ids": token_ids, "padding_mask": padding_mask}, stop_token_ids=None
+    )
+    np.testing.assert_array_equal(np.asarray(generated["token_ids"]), expected)
+
+
+def test_padding_does_not_change_a_prompts_greedy_tokens(pair):
+    _, keras_model = pair
+    keras_model.compile(sampler="greedy")
+    length, short, long = 20, 5, 11
+    rng = np.random.default_rng(4)
+    prompts = rng.integers(1, keras_model.backbone.vocabulary_size, size=(2, long)).astype("int32")
+    batch = np.zeros((2, length), "int32")
+    batch[0, :short] = prompts[0, :short]
+    batch[1, :long] = prompts[1]
+    mask = np.zeros((2, length), bool)
+    mask[0, :short] = True
+    mask[1, :long] = True
+    together = keras_model.generate({"token_ids": batch, "padding_mask": mask}, stop_token_ids=None)
+    alone = keras_model.generate(
+        {"token_ids": batch[:1], "padding_mask": mask[:1]}, stop_token_ids=None
+    )
+    np.testing.assert_array_equal(together["token_ids"][0], alone["token_ids"][0])
+    np.testing.assert_array_equal(together["token_ids"][1, :long], prompts[1])
