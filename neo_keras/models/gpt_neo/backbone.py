@@ -167,6 +167,16 @@ class GPTNeoBackbone(keras_hub.models.Backbone):
         self.layer_norm_epsilon = layer_norm_epsilon
         self.initializer_range = initializer_range
 
+    @classmethod
+    def from_preset(cls, preset: str, load_weights: bool = True, **kwargs) -> GPTNeoBackbone:
+        """Loads from a Hugging Face directory or id, a named size or a Keras preset."""
+        from neo_keras.models.gpt_neo import hf_convert, presets
+
+        source = presets.resolve(preset)
+        if hf_convert.is_hf_checkpoint(source):
+            return hf_convert.load_backbone(source, load_weights=load_weights, **kwargs)
+        return super().from_preset(source, load_weights=load_weights, **kwargs)
+
     def embed(self, token_ids, start_index=0):
         """Token plus position embeddings of `token_ids`, positions counted from `start_index`."""
         tokens = self.token_embedding(token_ids)

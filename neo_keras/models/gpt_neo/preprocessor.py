@@ -55,3 +55,13 @@ class GPTNeoCausalLMPreprocessor(keras_hub.models.CausalLMPreprocessor):
             add_end_token=add_end_token,
             **kwargs,
         )
+
+    @classmethod
+    def from_preset(cls, preset: str, **kwargs) -> GPTNeoCausalLMPreprocessor:
+        """Loads from a Hugging Face directory or id, a named size or a Keras preset."""
+        from neo_keras.models.gpt_neo import hf_convert, presets
+
+        source = presets.resolve(preset)
+        if hf_convert.is_hf_checkpoint(source):
+            return cls(GPTNeoTokenizer.from_preset(source), **kwargs)
+        return super().from_preset(source, **kwargs)

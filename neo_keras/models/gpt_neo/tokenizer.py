@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 import keras_hub
+from tokenizers import pre_tokenizers
 
 from neo_keras.models.gpt_neo.backbone import GPTNeoBackbone
 
@@ -38,3 +39,27 @@ class GPTNeoTokenizer(keras_hub.tokenizers.BytePairTokenizer):
         self._add_special_token(END_OF_TEXT, "start_token")
         self._add_special_token(END_OF_TEXT, "pad_token")
         super().__init__(vocabulary=vocabulary, merges=merges, **kwargs)
+
+    def _set_vocabulary_and_merges_tokenizers(self, vocabulary, merges):
+        super()._set_vocabulary_and_merges_tokenizers(vocabulary, merges)
+        # The base class splits words with Llama 3's pattern, which groups runs of spaces
+        # differently from GPT-2 and so changes how code indentation is tokenized. GPT-Neo
+        # was trained with GPT-2's own byte-level pre-tokenizer.
+        self._tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(
+            add_prefix_space=self.add_prefix_space, use_regex=True
+        )
+
+    @classmethod
+    def from_preset(cls, preset: str, **kwargs) -> GPTNeoTokenizer:
+        """Loads from a Hugging Face directory or id, a named size or a Keras preset."""
+        from neo_keras.models.gpt_neo import hf_convert, presets
+
+        source = presets.resolve(preset)
+        if hf_convert.is_hf_checkpoint(source):
+            tokenizer = hf_convert.load_hf_tokenizer(source)
+            if tokenizer is None:
+                raise hf_convert.CheckpointError(
+                    f"{source} has no tokenizer files (vocab.json + merges.txt or tokenizer.json)."
+                )
+            return tokenizer
+        return super().from_preset(source, **kwargs)
