@@ -1,0 +1,1 @@
+"""codeclippy dataset."""
