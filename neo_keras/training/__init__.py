@@ -1,0 +1,1 @@
+"""Training: masked loss, schedules, optimizers, strategies, the train step and callbacks."""

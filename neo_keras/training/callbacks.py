@@ -1,0 +1,240 @@
+"""Callbacks of a training run: evaluation, throughput, checkpoints, and stopping."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from neo_keras.training.lm_trainer import CausalLMTrainer
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the run stopped without saving the bad weights."""
+
+
+def _step(model: CausalLMTrainer) -> int:
+    return int(model.optimizer.iterations.numpy())
+
+
+class ValidationEvaluator(keras.callbacks.Callback):
+    """Adds `val_loss` and `val_perplexity` to the logs at the end of every epoch.
+
+    The loss is token-weighted over the whole validation set. Put this callback first, so
+    the ones after it (TensorBoard, best checkpoint) see the values.
+    """
+
+    def __init__(self, dataset: tf.data.Dataset, steps: int | None = None):
+        super().__init__()
+        self.dataset = dataset
+        self.steps = steps
+        self._function = None
+        self._distributed = None
+
+    def _evaluate(self) -> float:
+        trainer: CausalLMTrainer = self.model
+        strategy = trainer.distribute_strategy
+        if self._function is None:
+            self._distributed = strategy.experimental_distribute_dataset(self.dataset)
+
+            @tf.function
+            def sums(batch):
+                per_replica = strategy.run(trainer.evaluation_sums, args=(batch,))
+                return [strategy.reduce("SUM", v, axis=None) for v in per_replica]
+
+            self._function = sums
+        loss_sum, weight_sum = 0.0, 0.0
+        for index, batch in enumerate(self._distributed):
+            if self.steps is not None and index >= self.steps:
+                break
+            batch_loss, batch_weight = self._function(batch)
+            loss_sum += float(batch_loss)
+            weight_sum += float(batch_weight)
+        if weight_sum == 0:
+            raise ValueError("The validation split has no target tokens.")
+        return loss_sum / weight_sum
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = self._evaluate()
+        logs["val_loss"] = loss
+        logs["val_perplexity"] = math.exp(min(loss, 80.0))
+        logging.info("step %d: validation loss %.4f", _step(self.model), loss)
+
+
+class Throughput(keras.callbacks.Callback):
+    """Adds `tokens_per_second` and, when the peak is known, `mfu` to the batch logs.
+
+    Args:
+        tokens_per_step: tokens in one global batch.
+        flops_per_token: training FLOPs per token (forward and backward).
+        peak_flops: the hardware's peak FLOP/s over all replicas; None omits MFU.
+    """
+
+    def __init__(self, tokens_per_step: int, flops_per_token: float, peak_flops: float | None):
+        super().__init__()
+        self.tokens_per_step = tokens_per_step
+        self.flops_per_token = flops_per_token
+        self.peak_flops = peak_flops
+        self._last_time = None
+        self._last_step = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._last_time is None:
+            self._last_time = time.perf_counter()
+            self._last_step = _step(self.model)
+
+    def on_train_batch_end(self, batch, logs=None):
+        now, step = time.perf_counter(), _step(self.model)
+        if step > self._last_step and now > self._last_time:
+            rate = self.tokens_per_step * (step - self._last_step) / (now - self._last_time)
+            logs["tokens_per_second"] = rate
+            if self.peak_flops:
+                logs["mfu"] = rate * self.flops_per_token / self.peak_flops
+        self._last_time, self._last_step = now, step
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._last_time = None  # validation time is not training time
+
+
+class StepLogger(keras.callbacks.Callback):
+    """Writes per-step scalars to TensorBoard under the optimizer's step count."""
+
+    def __init__(self, log_dir: str, every: int = 1):
+        super().__init__()
+        self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "train"))
+        self.every = every
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = _step(self.model)
+        if step % self.every:
+            return
+        with self.writer.as_default(step=step):
+            for name, value in (logs or {}).items():
+                tf.summary.scalar(name, value)
+            if "loss" in logs:
+                tf.summary.scalar("perplexity", math.exp(min(float(logs["loss"]), 80.0)))
+
+    def on_epoch_end(self, epoch, logs=None):
+        with self.writer.as_default(step=_step(self.model)):
+            for name in ("val_loss", "val_perplexity"):
+                if name in (logs or {}):
+                    tf.summary.scalar(name, logs[name])
+        self.writer.flush()
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stops at the first NaN or infinite loss, before any checkpoint of that step is taken."""
+
+    def __init__(self):
+        super().__init__()
+        self.failed_step = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not np.isfinite(float(logs.get("loss", 0.0))):
+            self.failed_step = _step(self.model)
+            self.model.stop_training = True
+            logs["non_finite"] = True
+
+
+class StopAtStep(keras.callbacks.Callback):
+    """Ends training once the optimizer has taken `last_step` steps."""
+
+    def __init__(self, last_step: int):
+        super().__init__()
+        self.last_step = last_step
+
+    def on_train_batch_end(self, batch, logs=None):
+        if _step(self.model) >= self.last_step:
+            self.model.stop_training = True
+
+
+class ResumeCheckpoint(keras.callbacks.Callback):
+    """Saves weights, optimizer state and step every `every` steps, for exact resumption.
+
+    `restore()` returns the step reached (0 for a fresh run). Nothing is saved for a step
+    whose loss was not finite.
+    """
+
+    def __init__(self, directory: str, causal_lm: keras.Model, optimizer, every: int):
+        super().__init__()
+        self.every = every
+        self.checkpoint = tf.train.Checkpoint(model=causal_lm, optimizer=optimizer)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=2)
+        self._saved_step = None
+        self._last_loss_finite = True
+
+    def restore(self) -> int:
+        latest = self.manager.latest_checkpoint
+        if latest is None:
+            return 0
+        self.checkpoint.restore(latest).assert_existing_objects_matched()
+        step = int(self.checkpoint.optimizer.iterations.numpy())
+        self._saved_step = step
+        logging.info("Resumed from %s at step %d.", latest, step)
+        return step
+
+    def save(self) -> None:
+        step = _step(self.model)
+        if step != self._saved_step:
+            self.manager.save(checkpoint_number=step)
+            self._saved_step = step
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._last_loss_finite = not logs.get("non_finite")
+        if not self._last_loss_finite:
+            return
+        if _step(self.model) // self.every != (self._saved_step or 0) // self.every:
+            self.save()
+
+    def on_train_end(self, logs=None):
+        if self._last_loss_finite:
+            self.save()
+
+
+class PresetCheckpoints(keras.callbacks.Callback):
+    """Keeps `best/` (lowest validation loss) and `latest/` as Keras presets.
+
+    Each is written to a temporary sibling and renamed, so a reader never sees half a preset.
+    The best loss so far is kept in `best_val_loss.json` so that a resumed run continues
+    the comparison.
+    """
+
+    def __init__(self, directory: str, causal_lm: keras.Model):
+        super().__init__()
+        self.directory = directory
+        self.causal_lm = causal_lm
+        self.record = os.path.join(directory, "best_val_loss.json")
+        self.best_loss = math.inf
+        if tf.io.gfile.exists(self.record):
+            with tf.io.gfile.GFile(self.record) as f:
+                self.best_loss = json.load(f)["val_loss"]
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("val_loss")
+        save_preset_atomically(self.causal_lm, os.path.join(self.directory, "latest"))
+        if loss is not None and loss < self.best_loss:
+            self.best_loss = loss
+            save_preset_atomically(self.causal_lm, os.path.join(self.directory, "best"))
+            with tf.io.gfile.GFile(self.record, "w") as f:
+                json.dump({"val_loss": loss, "step": _step(self.model)}, f)
+
+
+def save_preset_atomically(causal_lm: keras.Model, path: str) -> None:
+    """`save_to_preset` into `path`, replacing what was there only once the new one is whole."""
+    staging = f"{path}.partial"
+    retired = f"{path}.old"
+    for leftover in (staging, retired):
+        if tf.io.gfile.exists(leftover):
+            tf.io.gfile.rmtree(leftover)
+    causal_lm.save_to_preset(staging)
+    if tf.io.gfile.exists(path):
+        tf.io.gfile.rename(path, retired)
+    tf.io.gfile.rename(staging, path)
+    if tf.io.gfile.exists(retired):
+        tf.io.gfile.rmtree(retired)

@@ -1,0 +1,196 @@
+"""The train step: masked next-token loss over the global batch, accumulation, clipping.
+
+Keras' default step divides each replica's loss by its own positions and lets the optimizer
+clip each replica's partial gradient. Here the loss of a step is
+
+    sum(token_loss * weight) / sum(weight)
+
+over every target token of the global batch (all replicas, all micro-batches), and the
+gradient is clipped after it has been summed across replicas.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+
+def token_cross_entropy(labels, logits):
+    """Per-position cross-entropy in float32, `[B, T]`."""
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=tf.cast(labels, tf.int32), logits=tf.cast(logits, tf.float32)
+    )
+
+
+def _replica_sum(value):
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+
+class CausalLMTrainer(keras.Model):
+    """Wraps a causal LM for `fit()` with the loss, accumulation and clipping described above.
+
+    The wrapper owns no weights: checkpoints are taken of `causal_lm` itself.
+
+    Args:
+        causal_lm: the model; called on `x` it returns logits `[B, T, V]`.
+        micro_batch_size: examples per forward/backward pass on each replica; the replica's
+            batch is split into `batch // micro_batch_size` passes whose gradients are summed.
+            None uses the whole replica batch in one pass.
+        clip_norm: global-norm clipping of the global gradient; None disables it.
+        xla: compile the forward and backward passes with XLA.
+
+    Example:
+
+    ```python
+    trainer = CausalLMTrainer(causal_lm, micro_batch_size=4, clip_norm=1.0)
+    trainer.compile(optimizer=keras.optimizers.AdamW(1e-4))
+    trainer.fit(dataset_of_x_y_sample_weight, steps_per_epoch=100)
+    ```
+    """
+
+    def __init__(
+        self,
+        causal_lm: keras.Model,
+        micro_batch_size: int | None = None,
+        clip_norm: float | None = 1.0,
+        xla: bool = True,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.causal_lm = causal_lm
+        self.micro_batch_size = micro_batch_size
+        self.clip_norm = clip_norm
+        self.xla = xla
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self._gradients_fn = None
+
+    def call(self, inputs, training=False):
+        return self.causal_lm(inputs, training=training)
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker]
+
+    # ------------------------------------------------------------------ gradients
+
+    def _micro_batches(self, batch_size: int) -> int:
+        micro = self.micro_batch_size or batch_size
+        if batch_size % micro:
+            raise ValueError(
+                f"The per-replica batch ({batch_size}) is not a multiple of the micro-batch "
+                f"size ({micro})."
+            )
+        return batch_size // micro
+
+    def _gradients(self, x, y, sample_weight, total_weight):
+        """Sum over micro-batches of d(sum(loss * w) / total_weight), and sum(loss * w)."""
+        variables = self.causal_lm.trainable_variables
+        batch_size = y.shape[0]
+        steps = self._micro_batches(batch_size)
+        micro = batch_size // steps
+
+        def split(t):
+            return tf.reshape(t, [steps, micro, *t.shape[1:]])
+
+        xs = tf.nest.map_structure(split, x)
+        ys, ws = split(y), split(sample_weight)
+
+        def micro_step(i, gradients, loss_sum):
+            x_i = tf.nest.map_structure(lambda t: t[i], xs)
+            with tf.GradientTape() as tape:
+                logits = self.causal_lm(x_i, training=True)
+                weighted = tf.reduce_sum(token_cross_entropy(ys[i], logits) * ws[i])
+                loss = weighted / total_weight
+            step_gradients = tape.gradient(loss, variables)
+            gradients = [
+                g + tf.cast(s, g.dtype) for g, s in zip(gradients, step_gradients, strict=True)
+            ]
+            return i + 1, gradients, loss_sum + weighted
+
+        zeros = [tf.zeros(v.shape, dtype=v.dtype) for v in variables]
+        _, gradients, loss_sum = tf.while_loop(
+            lambda i, *_: i < steps,
+            micro_step,
+            (tf.constant(0), zeros, tf.constant(0.0)),
+        )
+        return gradients, loss_sum
+
+    def _compiled_gradients(self):
+        if self._gradients_fn is None:
+            self._gradients_fn = tf.function(self._gradients, jit_compile=self.xla)
+        return self._gradients_fn
+
+    # ------------------------------------------------------------------ steps
+
+    def train_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        sample_weight = tf.cast(sample_weight, tf.float32)
+        total_weight = tf.maximum(_replica_sum(tf.reduce_sum(sample_weight)), 1.0)
+        gradients, loss_sum = self._compiled_gradients()(x, y, sample_weight, total_weight)
+
+        gradients = _replica_sum(gradients)
+        loss_sum = _replica_sum(loss_sum)
+        gradient_norm = tf.linalg.global_norm(gradients)
+        if self.clip_norm:
+            gradients, _ = tf.clip_by_global_norm(gradients, self.clip_norm, use_norm=gradient_norm)
+        # The optimizer sums gradients across replicas once more; they are already summed.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        gradients = [g / replicas for g in gradients]
+        learning_rate = self.optimizer.learning_rate
+        self.optimizer.apply_gradients(
+            zip(gradients, self.causal_lm.trainable_variables, strict=True)
+        )
+
+        step_loss = loss_sum / total_weight
+        self.loss_tracker.update_state(step_loss)
+        return {
+            "loss": step_loss,
+            "epoch_loss": self.loss_tracker.result(),
+            "learning_rate": tf.cast(learning_rate, tf.float32),
+            "gradient_norm": gradient_norm,
+            "target_tokens": total_weight,
+        }
+
+    def evaluation_sums(self, data):
+        """`(sum(loss * weight), sum(weight))` of one batch on this replica."""
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        logits = self.causal_lm(x, training=False)
+        sample_weight = tf.cast(sample_weight, tf.float32)
+        return (
+            tf.reduce_sum(token_cross_entropy(y, logits) * sample_weight),
+            tf.reduce_sum(sample_weight),
+        )
+
+    # ------------------------------------------------------------------ execution
+
+    def make_train_function(self, force=False):
+        """Runs `steps_per_execution` steps per call, under every strategy.
+
+        Keras 3.15's own multi-step loop (optionals inside `tf.cond`) fails under
+        MirroredStrategy with "You must feed a value for placeholder tensor"; a plain
+        `tf.range` loop over `iterator.get_next()` works everywhere.
+        """
+        if self.train_function is not None and not force:
+            return self.train_function
+        strategy = self.distribute_strategy
+        steps = self.steps_per_execution
+
+        def one_step(iterator):
+            outputs = strategy.run(self.train_step, args=(next(iterator),))
+            # Every replica holds the same global values after the all-reduce.
+            return tf.nest.map_structure(
+                lambda v: strategy.experimental_local_results(v)[0], outputs
+            )
+
+        @tf.function
+        def multi_step(iterator):
+            outputs = one_step(iterator)
+            for _ in tf.range(steps - 1):
+                outputs = one_step(iterator)
+            return outputs
+
+        self.train_function = multi_step
+        return self.train_function
