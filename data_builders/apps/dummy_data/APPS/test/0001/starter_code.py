@@ -1,0 +1,2 @@
+class Solution:
+    def inc(self, x):
