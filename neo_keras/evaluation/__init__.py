@@ -1,0 +1,1 @@
+"""Evaluation of code models: sampling, sandboxed execution and pass@k."""

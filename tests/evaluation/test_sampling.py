@@ -1,0 +1,156 @@
+"""Batched generation: padding, stop sequences and tokens, seeds, compilation per bucket."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from neo_keras import GPTNeoCausalLM
+from neo_keras.evaluation.sampling import (
+    LENGTH,
+    STOP_SEQUENCE,
+    STOP_TOKEN,
+    CompletionGenerator,
+    SamplingSettings,
+    make_sampler,
+)
+from tests.evaluation.tiny_model import MAX_POSITIONS, make_tiny_model_dir
+
+NEW_TOKENS = 12
+PROMPTS = ["x", "def add(a, b):\n", "class Stack:\n    def __init__(self):\n", "import os\n"]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return GPTNeoCausalLM.from_preset(make_tiny_model_dir(str(tmp_path_factory.mktemp("tiny"))))
+
+
+GREEDY = SamplingSettings(greedy=True)
+
+
+def make_generator(model, settings=GREEDY, **kwargs):
+    options = {"max_new_tokens": NEW_TOKENS, "batch_size": 4, "bucket_size": 16, "chunk_size": 4}
+    return CompletionGenerator(model, make_sampler(settings), **{**options, **kwargs})
+
+
+@pytest.fixture(scope="module")
+def greedy(model):
+    """Greedy, no stop tokens: every completion runs to NEW_TOKENS."""
+    return make_generator(model, stop_token_ids=())
+
+
+@pytest.fixture(scope="module")
+def alone(greedy):
+    return {prompt: greedy.generate([prompt])[0][0] for prompt in PROMPTS}
+
+
+def test_padding_does_not_change_what_a_prompt_generates(greedy, alone):
+    together = greedy.generate(PROMPTS)
+    for prompt, [completion] in zip(PROMPTS, together, strict=True):
+        assert completion == alone[prompt], prompt
+        assert completion.num_tokens == NEW_TOKENS
+        assert completion.stop_reason == LENGTH
+
+
+def test_greedy_matches_the_models_own_generate(model, alone):
+    prompt = PROMPTS[2]
+    tokenizer = model.preprocessor.tokenizer
+    prompt_ids = np.asarray(tokenizer.tokenize(prompt))
+    token_ids = np.zeros((1, len(prompt_ids) + NEW_TOKENS), "int32")
+    token_ids[0, : len(prompt_ids)] = prompt_ids
+    padding_mask = np.zeros_like(token_ids, dtype=bool)
+    padding_mask[0, : len(prompt_ids)] = True
+    tokens_in_tokens_out = GPTNeoCausalLM(model.backbone)  # same weights, no preprocessor
+    tokens_in_tokens_out.compile(sampler="greedy")
+    generated = tokens_in_tokens_out.generate(
+        {"token_ids": token_ids, "padding_mask": padding_mask}, stop_token_ids=None
+    )
+    new_ids = np.asarray(generated["token_ids"])[0, len(prompt_ids) :].tolist()
+    assert alone[prompt].text == tokenizer.detokenize([new_ids])[0]
+
+
+def ascii_window(text: str, avoid: str, size: int = 4) -> str:
+    """A printable ASCII piece of `text` past its start that `avoid` does not contain."""
+    for i in range(2, len(text) - size):
+        window = text[i : i + size]
+        if window.isascii() and window.isprintable() and window not in avoid:
+            return window
+    raise AssertionError(f"no usable piece of {text!r}")
+
+
+def test_a_multi_token_stop_sequence_cuts_and_stops_only_its_row(greedy, alone):
+    target, other = PROMPTS[1], PROMPTS[2]
+    full = alone[target].text
+    stop = ascii_window(full, avoid=alone[other].text)  # the other row runs to its end
+    [[stopped], [unaffected]] = greedy.generate([target, other], stop_sequences=[stop])
+    assert stopped.text == full[: full.index(stop)]
+    assert stopped.stop_reason == STOP_SEQUENCE
+    assert stop not in stopped.text
+    # The stop is complete within the tokens counted, and not one token earlier.
+    tokenizer = greedy.tokenizer
+    ids = tokenizer.tokenize(target + full)  # re-tokenizing is close enough to bound it
+    assert 1 <= stopped.num_tokens < NEW_TOKENS < len(ids)
+    assert unaffected == alone[other]
+
+
+def test_a_stop_token_ends_the_completion_before_it(model, alone):
+    tokenizer = model.preprocessor.tokenizer
+    prompt = PROMPTS[3]
+    full = alone[prompt].text
+    # A token the greedy continuation produces: the text up to it is what must remain.
+    generator = make_generator(model, stop_token_ids=[int(tokenizer.tokenize(full[3:])[0])])
+    [[completion]] = generator.generate([prompt])
+    assert completion.stop_reason == STOP_TOKEN
+    assert full.startswith(completion.text)
+    assert len(completion.text) < len(full)
+    assert completion.num_tokens < NEW_TOKENS
+
+
+def test_same_seed_same_samples(model):
+    settings = SamplingSettings(temperature=1.0, top_k=50, seed=7)
+    generator = make_generator(model, settings)
+    first = generator.generate(PROMPTS[:2], num_samples=3)
+    again = generator.generate(PROMPTS[:2], num_samples=3)
+    assert first == again
+    assert len({c.text for c in first[0]}) > 1  # rows draw independently
+    other = make_generator(model, SamplingSettings(temperature=1.0, top_k=50, seed=8))
+    assert other.generate(PROMPTS[:2], num_samples=3) != first
+
+
+def test_compiled_once_per_shape_bucket(model):
+    generator = make_generator(model, batch_size=2, bucket_size=32)
+    generator.generate(PROMPTS)  # prompt lengths 1..9 tokens: all fit the 32-token bucket
+    generator.generate(["y = 1\n", "print(x)\n", "z"], num_samples=2)
+    assert generator._decode.experimental_get_tracing_count() == 1
+    assert generator._prefill.experimental_get_tracing_count() == 1
+    assert list(generator.stats.compile_seconds) == ["2x32"]
+    assert generator.stats.batches == 2 + 3
+    assert generator.stats.generated_tokens > 0
+
+
+def test_a_prompt_too_long_keeps_its_end(greedy):
+    long_prompt = "def add(a, b):\n    return a + b\n" * 10
+    assert len(greedy.tokenizer.tokenize(long_prompt)) > MAX_POSITIONS
+    [[completion]] = greedy.generate([long_prompt])
+    assert greedy.truncated_prompts == 1
+    assert completion.num_tokens == NEW_TOKENS
+
+
+def test_sampler_settings():
+    assert type(make_sampler(SamplingSettings(greedy=True))).__name__ == "GreedySampler"
+    assert type(make_sampler(SamplingSettings(top_p=0.9, top_k=40))).__name__ == "TopPSampler"
+    assert type(make_sampler(SamplingSettings(top_k=40))).__name__ == "TopKSampler"
+    assert type(make_sampler(SamplingSettings(temperature=0.5))).__name__ == "RandomSampler"
+    with pytest.raises(ValueError, match="temperature"):
+        SamplingSettings(temperature=0.0)
+    with pytest.raises(ValueError, match="top_p"):
+        SamplingSettings(top_p=1.5)
+    with pytest.raises(ValueError, match="top_k"):
+        SamplingSettings(top_k=-1)
+
+
+def test_bad_generator_arguments(model):
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        make_generator(model, max_new_tokens=MAX_POSITIONS)
+    with pytest.raises(ValueError, match="batch_size"):
+        make_generator(model, batch_size=0)
