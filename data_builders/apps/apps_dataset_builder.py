@@ -127,14 +127,12 @@ folder, in --manual_dir. Otherwise the tarball is downloaded."""
                 counts["problems_without_solutions"] += 1
                 continue
             prompt_ids = tokenizer.encode(problem.prompt)
-            solution_ids = tokenizer.encode_batch(problem.solutions)
-            for index, (solution, ids) in enumerate(zip(problem.solutions, solution_ids,
-                                                        strict=True)):
+            for index, solution in enumerate(problem.solutions):
                 if not solution.strip():
                     counts["empty_solutions"] += 1
                     continue
-                example = prompt_completion_example(prompt_ids, ids, tokenizer.eot_id,
-                                                    config.sequence_length)
+                example = prompt_completion_example(prompt_ids, tokenizer.encode(solution),
+                                                    tokenizer.eot_id, config.sequence_length)
                 if example is None:
                     counts["too_long"] += 1
                     continue

@@ -75,7 +75,7 @@ def _keyed_documents(indexed_shard: tuple[int, ShardSource], spec: PackingSpec, 
     index, shard = indexed_shard
     counts: Counter = Counter()
     for item in iter_grouped_records(shard, counts, spec.text_field):
-        if sampled_in(item.digest, fraction):
+        if sampled_in(item, fraction):
             yield item.digest, (index, item.group, item.record.line_number, item.record.text)
         else:
             counts["sampled_out"] += 1

@@ -23,7 +23,6 @@ from neo_keras.data.packing import BlockPacker, TokenExample
 from neo_keras.data.tokenizer import cached_tokenizer
 
 GROUP_BYTES = 32 << 20
-_ENCODE_BATCH = 256
 
 KeyedExample = tuple[str, TokenExample]
 
@@ -75,9 +74,9 @@ def iter_grouped_records(shard: ShardSource, counts: Counter,
         yield GroupedRecord(group, record)
 
 
-def sampled_in(digest: bytes, fraction: float) -> bool:
+def sampled_in(item: GroupedRecord, fraction: float) -> bool:
     """Whether a document belongs to the `fraction` sample; chosen by content, so stable."""
-    return fraction >= 1.0 or digest_fraction(digest) < fraction
+    return fraction >= 1.0 or digest_fraction(item.digest) < fraction
 
 
 class DocumentSelection:
@@ -97,7 +96,7 @@ class DocumentSelection:
 
     def admits(self, item: GroupedRecord, counts: Counter) -> bool:
         """Decides on one document, counting the reason when it is dropped."""
-        if not sampled_in(item.digest, self._fraction):
+        if not sampled_in(item, self._fraction):
             counts["sampled_out"] += 1
             return False
         if not self._dedup:
@@ -124,7 +123,7 @@ def pack_group(shard_key: str, group: int, texts: Iterable[str], spec: PackingSp
     """Packs one group's texts, in order, into keyed blocks `<shard>/<group>/<block>`."""
     tokenizer = cached_tokenizer(spec.tokenizer)
     packer = BlockPacker(spec.sequence_length, tokenizer.eot_id)
-    blocks = _packed_blocks(packer, tokenizer.encode_batch, texts, counts)
+    blocks = _packed_blocks(packer, tokenizer.encode, texts, counts)
     for index, example in enumerate(blocks):
         yield f"{shard_key}/{group}/{index}", example
 
@@ -149,22 +148,13 @@ def iter_split_examples(shards: Sequence[ShardSource], spec: PackingSpec, counts
         yield from iter_shard_examples(shard, spec, counts, selection)
 
 
-def _packed_blocks(packer: BlockPacker, encode_batch: Callable[[list[str]], list[list[int]]],
+def _packed_blocks(packer: BlockPacker, encode: Callable[[str], list[int]],
                    texts: Iterable[str], counts: Counter) -> Iterator[TokenExample]:
-    batch: list[str] = []
+    # One text at a time: on a few shared cores the tokenizer's own threads cost more than they
+    # bring; scale-out comes from Beam workers.
     for text in texts:
-        batch.append(text)
-        if len(batch) == _ENCODE_BATCH:
-            yield from _add_batch(packer, encode_batch(batch), counts)
-            batch = []
-    if batch:
-        yield from _add_batch(packer, encode_batch(batch), counts)
-    yield from packer.finish()
-
-
-def _add_batch(packer: BlockPacker, encoded: list[list[int]],
-               counts: Counter) -> Iterator[TokenExample]:
-    for ids in encoded:
+        ids = encode(text)
         counts["documents"] += 1
         counts["tokens"] += len(ids) + 1
         yield from packer.add(ids)
+    yield from packer.finish()

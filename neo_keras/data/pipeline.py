@@ -135,9 +135,22 @@ def _epoch_records(files: tf.Tensor, epoch, seed: int, shuffle: bool,
         tf.data.TFRecordDataset, cycle_length=_INTERLEAVE_FILES, block_length=1,
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if shuffle:
-        records = records.shuffle(shuffle_buffer, seed=seed * 1_000_003 + epoch,
-                                  reshuffle_each_iteration=False)
+        records = _block_shuffle(records, shuffle_buffer, seed, epoch)
     return records
+
+
+def _block_shuffle(records: tf.data.Dataset, block: int, seed: int, epoch) -> tf.data.Dataset:
+    """Shuffles each run of `block` records with a seed fixed by `(seed, epoch, block index)`.
+
+    Stateless on purpose: `Dataset.shuffle` cannot take the epoch tensor as its seed once a
+    global seed is set (as training sets one), and its order could not be recomputed anyway.
+    """
+    def shuffled(index, chunk):
+        block_seed = tf.stack([tf.constant(seed, tf.int64) * 1_000_003 + epoch, index])
+        return tf.data.Dataset.from_tensor_slices(
+            tf.random.experimental.stateless_shuffle(chunk, seed=block_seed))
+
+    return records.batch(block).enumerate().flat_map(shuffled)
 
 
 def _batch_parser(builder: tfds.core.DatasetBuilder):
