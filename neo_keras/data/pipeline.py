@@ -1,6 +1,6 @@
 """The training input: a built token dataset as `(x, y, sample_weight)` batches for `model.fit`.
 
-`x = {"token_ids": int32[B, T], "padding_mask": bool[B, T]}`, `y = int32[B, T]` (the next
+`x = {"token_ids": int32[B, T], "padding_mask": int32[B, T]}`, `y = int32[B, T]` (the next
 token: `input_ids` shifted left, 0 at the end) and `sample_weight = float32[B, T]` (`loss_mask`
 shifted the same way), so position t predicts token t + 1 and is weighted by whether token t + 1
 is a training target. Shapes are static.
@@ -116,7 +116,9 @@ def make_validation_dataset(name_or_builder: str | tfds.core.DatasetBuilder,
 def to_model_inputs(batch: dict[str, tf.Tensor]):
     """`(x, y, sample_weight)` from a batch of `input_ids`, `attention_mask`, `loss_mask`."""
     input_ids = tf.cast(batch["input_ids"], tf.int32)
-    x = {"token_ids": input_ids, "padding_mask": tf.cast(batch["attention_mask"], tf.bool)}
+    # An int32 mask, not bool: under MirroredStrategy Keras averages the first batch across
+    # replicas to build the model, which fails on booleans.
+    x = {"token_ids": input_ids, "padding_mask": tf.cast(batch["attention_mask"], tf.int32)}
     y = _shift_left(input_ids)
     sample_weight = _shift_left(tf.cast(batch["loss_mask"], tf.float32))
     return x, y, sample_weight

@@ -42,7 +42,7 @@ def test_batches_have_static_shapes_and_model_dtypes(built):
     dataset = pipeline.make_training_dataset(built, BATCH)
     x_spec, y_spec, weight_spec = dataset.element_spec
     assert x_spec["token_ids"] == tf.TensorSpec([BATCH, 8], tf.int32)
-    assert x_spec["padding_mask"] == tf.TensorSpec([BATCH, 8], tf.bool)
+    assert x_spec["padding_mask"] == tf.TensorSpec([BATCH, 8], tf.int32)
     assert y_spec == tf.TensorSpec([BATCH, 8], tf.int32)
     assert weight_spec == tf.TensorSpec([BATCH, 8], tf.float32)
 

@@ -108,7 +108,6 @@ class GPTNeoAttention(keras.layers.Layer):
         padding_mask=None,
         cache=None,
         cache_update_index=None,
-        training=None,
     ):
         """Attends over `hidden_states` `[B, T, hidden]`.
 
@@ -140,7 +139,7 @@ class GPTNeoAttention(keras.layers.Layer):
         scores = ops.einsum("bqhd,bkhd->bhqk", ops.cast(query, "float32"), ops.cast(key, "float32"))
         scores = ops.where(ops.expand_dims(mask, 1), scores, _MASKED_SCORE)
         probs = ops.cast(ops.softmax(scores, axis=-1), self.compute_dtype)
-        probs = self.probs_dropout(probs, training=training)
+        probs = self.probs_dropout(probs)
         context = ops.einsum("bhqk,bkhd->bqhd", probs, value)
         context = ops.reshape(context, ops.shape(hidden_states))
         output = self.output_dense(context)

@@ -144,7 +144,8 @@ class GPTNeoBackbone(keras_hub.models.Backbone):
         padding_mask = keras.Input(shape=(None,), dtype="int32", name="padding_mask")
         x = self.embed(token_ids)
         for layer in self.transformer_layers:
-            x = layer(x, padding_mask=padding_mask)
+            # Positional, so that rematerialized calls (keras.RematScope) get no keywords.
+            x = layer(x, padding_mask)
         sequence_output = self.layer_norm(x)
         super().__init__(
             inputs={"token_ids": token_ids, "padding_mask": padding_mask},

@@ -97,21 +97,23 @@ class GPTNeoDecoder(keras.layers.Layer):
         padding_mask=None,
         cache=None,
         cache_update_index=None,
-        training=None,
     ):
-        """Returns the new hidden states, and the updated cache when `cache` is given."""
+        """Returns the new hidden states, and the updated cache when `cache` is given.
+
+        Takes no `training` argument: the dropout sublayers read it from the call context,
+        which keeps the call free of keyword arguments for rematerialization.
+        """
         attended = self.attention(
             self.attention_layer_norm(hidden_states),
             padding_mask=padding_mask,
             cache=cache,
             cache_update_index=cache_update_index,
-            training=training,
         )
         if cache is not None:
             attended, cache = attended
-        hidden_states = hidden_states + self.residual_dropout(attended, training=training)
+        hidden_states = hidden_states + self.residual_dropout(attended)
         mlp = self.mlp_output(self.mlp_intermediate(self.mlp_layer_norm(hidden_states)))
-        hidden_states = hidden_states + self.residual_dropout(mlp, training=training)
+        hidden_states = hidden_states + self.residual_dropout(mlp)
         return hidden_states if cache is None else (hidden_states, cache)
 
     def compute_output_shape(self, input_shape):

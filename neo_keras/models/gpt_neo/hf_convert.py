@@ -293,6 +293,18 @@ def load_hf_tokenizer(directory: str) -> GPTNeoTokenizer | None:
     return None
 
 
+def load_tokenizer(path: str) -> GPTNeoTokenizer:
+    """A tokenizer from a `tokenizer.json` file or a directory holding tokenizer files."""
+    tokenizer = (
+        tokenizer_from_tokenizer_json(path) if os.path.isfile(path) else load_hf_tokenizer(path)
+    )
+    if tokenizer is None:
+        raise CheckpointError(
+            f"No tokenizer at {path}: expected tokenizer.json, or vocab.json with merges.txt."
+        )
+    return tokenizer
+
+
 def tokenizer_from_tokenizer_json(path: str) -> GPTNeoTokenizer:
     """A `GPTNeoTokenizer` from a `tokenizers` byte-level BPE `tokenizer.json`."""
     spec = _read_json(path)

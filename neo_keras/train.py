@@ -1,0 +1,100 @@
+"""Train or fine-tune GPT-Neo on a TFDS dataset.
+
+    python -m neo_keras.train --flagfile configs/codeclippy.flags
+    python -m neo_keras.train --flagfile configs/apps.flags --tpu=my-tpu --output_dir=gs://b/apps
+
+Rerunning the same command resumes the run in --output_dir at the step it reached.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+from absl import app, flags, logging
+
+from neo_keras.training.run import ConfigurationError, TrainConfig
+
+_HELP = {
+    "output_dir": "Where checkpoints, logs and run_config.json go (local path or gs://).",
+    "dataset": "TFDS dataset as name/config, e.g. codeclippy/dedup or apps/train.",
+    "data_dir": "TFDS data_dir the dataset was built into.",
+    "train_split": "Split to train on.",
+    "validation_split": "Split to evaluate on.",
+    "init": "'scratch', or a model to start from: HF dir, hf://id, named size, Keras preset.",
+    "model_size": "Named size when --init=scratch (gpt_neo_125m, gpt_neo_1.3b, ...).",
+    "tokenizer": "Tokenizer (tokenizer.json or a directory) saved with a from-scratch model.",
+    "dropout": "Dropout rate for a from-scratch model.",
+    "batch_size": "Global batch size in sequences (over all replicas).",
+    "micro_batch_size": "Sequences per forward/backward pass on a replica; gradients accumulate.",
+    "train_steps": "Optimizer steps to train for (or give --epochs).",
+    "epochs": "Passes over the training split (may be fractional).",
+    "eval_every": "Steps between validation passes (and best/latest presets).",
+    "eval_steps": "Validation batches per pass; all of the split when unset.",
+    "save_every": "Steps between resumable checkpoints.",
+    "optimizer": "adamw or adafactor.",
+    "schedule": "cosine (warmup then cosine), linear (warmup then linear to 0), or constant.",
+    "learning_rate": "Peak learning rate.",
+    "end_learning_rate": "Final learning rate of the cosine schedule.",
+    "warmup_steps": "Linear warmup steps from 0 to the peak.",
+    "decay_steps": "Cosine decay steps after warmup (default: to the last step).",
+    "beta_1": "Adam beta_1.",
+    "beta_2": "Adam beta_2.",
+    "epsilon": "Adam epsilon.",
+    "weight_decay": "Decoupled weight decay (not on biases, LayerNorm or embeddings).",
+    "clip_norm": "Global-norm gradient clipping; 0 disables it.",
+    "mixed_precision": "float32 or bfloat16 (mixed: float32 variables, bfloat16 compute).",
+    "remat": "Recompute activations in the backward pass to save memory.",
+    "strategy": "auto, tpu, mirrored, multi_worker or cpu.",
+    "tpu": "TPU name or grpc:// address.",
+    "steps_per_execution": "Train steps per compiled call.",
+    "jit_compile": "Compile the forward and backward passes with XLA.",
+    "seed": "Seed of initialization and data order.",
+    "shuffle_buffer": "Examples in the shuffle buffer.",
+    "peak_tflops": "Peak TFLOP/s of all replicas, for MFU (measured on CPUs when 0).",
+    "log_every": "Steps between TensorBoard points.",
+    "verbose": "Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch.",
+}
+
+
+def _define_flags() -> None:
+    for field in dataclasses.fields(TrainConfig):
+        default = field.default
+        required = default is dataclasses.MISSING
+        default = None if required else default
+        kind = str(field.type)
+        if "bool" in kind:
+            flags.DEFINE_bool(field.name, default, _HELP[field.name])
+        elif "int" in kind:
+            flags.DEFINE_integer(field.name, default, _HELP[field.name])
+        elif "float" in kind:
+            flags.DEFINE_float(field.name, default, _HELP[field.name])
+        else:
+            flags.DEFINE_string(field.name, default, _HELP[field.name])
+        if required:
+            flags.mark_flag_as_required(field.name)
+
+
+_define_flags()
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    from neo_keras.training.run import train
+
+    logging.set_verbosity(logging.INFO)  # progress notes: resumption, validation, checkpoints
+
+    config = TrainConfig(
+        **{f.name: flags.FLAGS[f.name].value for f in dataclasses.fields(TrainConfig)}
+    )
+    try:
+        final = train(config)
+    except ConfigurationError as error:
+        logging.error("%s", error)
+        sys.exit(f"error: {error}")
+    logging.info("Finished: %s", final)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,311 @@
+"""One training run: configuration, output directory, model, data, `fit`, checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+from neo_keras.models.gpt_neo import GPTNeoBackbone, GPTNeoCausalLM, presets
+from neo_keras.training import callbacks as run_callbacks
+from neo_keras.training.lm_trainer import CausalLMTrainer
+from neo_keras.training.optimizers import make_optimizer
+from neo_keras.training.schedules import WarmupCosine, WarmupLinear
+from neo_keras.training.strategy import is_tpu, make_strategy
+
+
+class ConfigurationError(ValueError):
+    """A setting that cannot work, found before any compute is spent."""
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that defines a run. The program's flags map one to one onto these fields."""
+
+    output_dir: str
+    dataset: str
+    data_dir: str | None = None
+    train_split: str = "train"
+    validation_split: str = "validation"
+    init: str = "scratch"
+    model_size: str = "gpt_neo_125m"
+    tokenizer: str | None = None
+    dropout: float | None = None
+    batch_size: int = 8
+    micro_batch_size: int | None = None
+    train_steps: int | None = None
+    epochs: float | None = None
+    eval_every: int = 1000
+    eval_steps: int | None = None
+    save_every: int = 1000
+    optimizer: str = "adamw"
+    schedule: str = "cosine"
+    learning_rate: float = 5e-5
+    end_learning_rate: float = 0.0
+    warmup_steps: int = 0
+    decay_steps: int | None = None
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    epsilon: float = 1e-8
+    weight_decay: float = 0.0
+    clip_norm: float = 1.0
+    mixed_precision: str = "float32"
+    remat: bool = False
+    strategy: str = "auto"
+    tpu: str = ""
+    steps_per_execution: int = 1
+    jit_compile: bool = True
+    seed: int = 0
+    shuffle_buffer: int = 10_000
+    peak_tflops: float = 0.0
+    log_every: int = 1
+    verbose: int = 1
+
+
+# Settings that may change between a run and its resumption; every other one must match.
+OPERATIONAL_FIELDS = {
+    "data_dir",
+    "train_steps",
+    "epochs",
+    "eval_every",
+    "eval_steps",
+    "save_every",
+    "strategy",
+    "tpu",
+    "steps_per_execution",
+    "jit_compile",
+    "peak_tflops",
+    "log_every",
+    "verbose",
+    "micro_batch_size",
+}
+RUN_CONFIG_FILE = "run_config.json"
+_MAX_LAYERS = 256
+
+
+def check_output_dir(config: TrainConfig) -> bool:
+    """Returns True when `output_dir` holds this run already (a resumption).
+
+    Raises `ConfigurationError` when it holds a run of another configuration.
+    """
+    path = os.path.join(config.output_dir, RUN_CONFIG_FILE)
+    if not tf.io.gfile.exists(path):
+        return False
+    with tf.io.gfile.GFile(path) as f:
+        previous = json.load(f)
+    current = dataclasses.asdict(config)
+    changed = {
+        name: (previous.get(name), value)
+        for name, value in current.items()
+        if name not in OPERATIONAL_FIELDS and previous.get(name) != value
+    }
+    if changed:
+        details = ", ".join(f"--{k} was {a!r}, now {b!r}" for k, (a, b) in sorted(changed.items()))
+        raise ConfigurationError(
+            f"{config.output_dir} holds a run of another configuration ({details}). "
+            "Use a new --output_dir, or the original flags to resume that run."
+        )
+    return True
+
+
+def _write_run_config(config: TrainConfig) -> None:
+    tf.io.gfile.makedirs(config.output_dir)
+    path = os.path.join(config.output_dir, RUN_CONFIG_FILE)
+    staging = path + ".partial"
+    with tf.io.gfile.GFile(staging, "w") as f:
+        json.dump(dataclasses.asdict(config), f, indent=2, sort_keys=True)
+    tf.io.gfile.rename(staging, path, overwrite=True)
+
+
+def _check_batch_sizes(config: TrainConfig, replicas: int) -> None:
+    per_replica, remainder = divmod(config.batch_size, replicas)
+    if remainder:
+        raise ConfigurationError(
+            f"--batch_size={config.batch_size} does not split evenly over {replicas} replicas."
+        )
+    if config.micro_batch_size and per_replica % config.micro_batch_size:
+        raise ConfigurationError(
+            f"--batch_size={config.batch_size} is {per_replica} per replica, not a multiple of "
+            f"--micro_batch_size={config.micro_batch_size}; use a batch size divisible by "
+            f"replicas x micro-batch ({replicas} x {config.micro_batch_size})."
+        )
+    for name in ("eval_every", "save_every"):
+        if getattr(config, name) % config.steps_per_execution:
+            raise ConfigurationError(
+                f"--{name}={getattr(config, name)} must be a multiple of "
+                f"--steps_per_execution={config.steps_per_execution}."
+            )
+
+
+def total_steps(config: TrainConfig, steps_per_epoch: int) -> int:
+    """`train_steps`, or `epochs` passes of `steps_per_epoch` global batches."""
+    if config.train_steps:
+        return config.train_steps
+    if config.epochs:
+        return max(1, math.floor(config.epochs * steps_per_epoch))
+    raise ConfigurationError("Give --train_steps or --epochs.")
+
+
+def make_schedule(config: TrainConfig, steps: int):
+    if config.schedule == "cosine":
+        decay = config.decay_steps or max(steps - config.warmup_steps, 1)
+        return WarmupCosine(
+            config.learning_rate, config.warmup_steps, decay, end=config.end_learning_rate
+        )
+    if config.schedule == "linear":
+        return WarmupLinear(config.learning_rate, config.warmup_steps, steps)
+    if config.schedule == "constant":
+        return config.learning_rate
+    raise ConfigurationError(f"Unknown --schedule={config.schedule!r}; use cosine|linear|constant.")
+
+
+def build_causal_lm(config: TrainConfig) -> GPTNeoCausalLM:
+    """The model to train: pretrained weights from `init`, or a fresh `model_size`."""
+    dtype = "mixed_bfloat16" if config.mixed_precision == "bfloat16" else "float32"
+    if config.init != "scratch":
+        model = GPTNeoCausalLM.from_preset(config.init, dtype=dtype)
+        if config.dropout is not None:
+            logging.warning("--dropout applies to models trained from scratch only.")
+        return model
+    overrides = {"dropout": config.dropout} if config.dropout is not None else {}
+    preprocessor = None
+    if config.tokenizer:
+        from neo_keras.models.gpt_neo.hf_convert import load_tokenizer
+
+        tokenizer = load_tokenizer(presets.resolve(config.tokenizer))
+        overrides["vocabulary_size"] = tokenizer.vocabulary_size()
+        preprocessor = GPTNeoCausalLM.preprocessor_cls(tokenizer)
+    backbone = GPTNeoBackbone(
+        **presets.backbone_config(config.model_size, **overrides), dtype=dtype
+    )
+    return GPTNeoCausalLM(backbone, preprocessor=preprocessor)
+
+
+def flops_per_token(backbone: GPTNeoBackbone, sequence_length: int) -> float:
+    """Training FLOPs per token: 6 per parameter used in a matmul plus attention scores."""
+    positions = backbone.max_sequence_length * backbone.hidden_dim
+    parameters = backbone.count_params() - positions
+    attention = 12 * backbone.num_layers * backbone.hidden_dim * sequence_length
+    return 6 * parameters + attention
+
+
+def measured_peak_flops(dtype: str) -> float:
+    """FLOP/s of a large matmul on this host: the CPU's practical peak, for MFU on CPUs."""
+    size = 2048
+    a = tf.random.normal((size, size), dtype=dtype)
+    matmul = tf.function(lambda x: tf.matmul(x, x), jit_compile=True)
+    matmul(a).numpy()
+    start = time.perf_counter()
+    repeats = 5
+    for _ in range(repeats):
+        matmul(a).numpy()
+    return 2 * size**3 * repeats / (time.perf_counter() - start)
+
+
+def peak_flops(config: TrainConfig, strategy: tf.distribute.Strategy) -> float | None:
+    if config.peak_tflops:
+        return config.peak_tflops * 1e12
+    if is_tpu(strategy) or tf.config.list_logical_devices("GPU"):
+        return None  # unknown chip: give --peak_tflops to report MFU
+    return measured_peak_flops("bfloat16" if config.mixed_precision == "bfloat16" else "float32")
+
+
+def train(config: TrainConfig) -> dict:
+    """Runs (or resumes) training; returns the final logs."""
+    from neo_keras.data import pipeline
+
+    resuming = check_output_dir(config)
+    if config.eval_every < 1 or config.save_every < 1:
+        raise ConfigurationError("--eval_every and --save_every must be positive.")
+    builder = pipeline.load_prepared_builder(config.dataset, data_dir=config.data_dir)
+    sequence_length = builder.info.features["input_ids"].shape[0]
+    epoch_steps = pipeline.steps_per_epoch(builder, config.batch_size, split=config.train_split)
+    steps = total_steps(config, epoch_steps)
+
+    strategy = make_strategy(config.strategy, config.tpu)
+    _check_batch_sizes(config, strategy.num_replicas_in_sync)
+    _write_run_config(config)
+    keras.utils.set_random_seed(config.seed)
+
+    with strategy.scope():
+        if config.remat:
+            # Recompute each transformer block in the backward pass; keep its output only.
+            blocks = [f"transformer_layer_{i}" for i in range(_MAX_LAYERS)]
+            with keras.RematScope(mode="list_of_layers", layer_names=blocks):
+                causal_lm = build_causal_lm(config)
+        else:
+            causal_lm = build_causal_lm(config)
+        optimizer = make_optimizer(
+            config.optimizer,
+            make_schedule(config, steps),
+            weight_decay=config.weight_decay,
+            beta_1=config.beta_1,
+            beta_2=config.beta_2,
+            epsilon=config.epsilon,
+        )
+        optimizer.build(causal_lm.trainable_variables)
+        trainer = CausalLMTrainer(
+            causal_lm,
+            micro_batch_size=config.micro_batch_size,
+            clip_norm=config.clip_norm or None,
+            xla=config.jit_compile,
+        )
+        trainer.compile(optimizer=optimizer, steps_per_execution=config.steps_per_execution)
+
+    checkpoints_dir = os.path.join(config.output_dir, "checkpoints")
+    resume = run_callbacks.ResumeCheckpoint(
+        os.path.join(checkpoints_dir, "resume"), causal_lm, optimizer, config.save_every
+    )
+    start_step = resume.restore() if resuming else 0
+    if start_step >= steps:
+        logging.info("The run already reached step %d of %d.", start_step, steps)
+        return {"step": start_step}
+
+    train_data = pipeline.make_training_dataset(
+        builder,
+        config.batch_size,
+        split=config.train_split,
+        seed=config.seed,
+        start_step=start_step,
+        shuffle_buffer=config.shuffle_buffer,
+    )
+    validation_data = pipeline.make_validation_dataset(
+        builder, config.batch_size, split=config.validation_split
+    )
+    stop_guard = run_callbacks.StopOnNonFiniteLoss()
+    callbacks = [
+        run_callbacks.ValidationEvaluator(validation_data, steps=config.eval_steps),
+        stop_guard,
+        run_callbacks.Throughput(
+            config.batch_size * sequence_length,
+            flops_per_token(causal_lm.backbone, sequence_length),
+            peak_flops(config, strategy),
+        ),
+        run_callbacks.StepLogger(os.path.join(config.output_dir, "logs"), config.log_every),
+        run_callbacks.StopAtStep(steps),
+        resume,
+        run_callbacks.PresetCheckpoints(checkpoints_dir, causal_lm),
+    ]
+    history = trainer.fit(
+        train_data,
+        steps_per_epoch=config.eval_every,
+        epochs=math.ceil(steps / config.eval_every),
+        initial_epoch=start_step // config.eval_every,
+        callbacks=callbacks,
+        verbose=config.verbose,
+    )
+    if stop_guard.failed_step is not None:
+        raise run_callbacks.NonFiniteLossError(
+            f"The loss became NaN or infinite at step {stop_guard.failed_step}; training "
+            f"stopped. The last good checkpoint is in {checkpoints_dir}/resume (rerun the same "
+            "command to resume from it, e.g. with a lower --learning_rate)."
+        )
+    final = {name: values[-1] for name, values in history.history.items() if values}
+    final["step"] = int(optimizer.iterations.numpy())
+    return final

@@ -1,0 +1,232 @@
+"""The training program: flagfiles, learning, checkpoints, resumption, and refusals."""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from absl import flags
+
+from neo_keras import GPTNeoCausalLM
+from neo_keras.data.pipeline import DatasetNotBuiltError
+from neo_keras.training.run import ConfigurationError, TrainConfig, train
+from tests.models.hf_fixtures import train_tokenizer
+
+REPO = Path(__file__).resolve().parents[2]
+LENGTH = 16
+FEATURES = ("input_ids", "attention_mask", "loss_mask")
+
+
+def counting_examples(count: int, seed: int):
+    """Sequences that count upwards from a random start: easy to learn, so the loss falls."""
+    rng = np.random.default_rng(seed)
+    ids = [
+        ((rng.integers(0, 30) + np.arange(LENGTH)) % 30 + 1).astype("int32") for _ in range(count)
+    ]
+    ones = np.ones(LENGTH, "int32")
+    return tf.data.Dataset.from_tensor_slices(
+        {
+            "input_ids": np.stack(ids),
+            "attention_mask": np.stack([ones] * count),
+            "loss_mask": np.stack([ones] * count),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> str:
+    directory = str(tmp_path_factory.mktemp("tfds"))
+    features = tfds.features.FeaturesDict(
+        {name: tfds.features.Tensor(shape=(LENGTH,), dtype=np.int32) for name in FEATURES}
+    )
+    tfds.dataset_builders.store_as_tfds_dataset(
+        name="counting",
+        version="1.0.0",
+        features=features,
+        split_datasets={"train": counting_examples(64, 0), "validation": counting_examples(8, 1)},
+        config="tiny",
+        data_dir=directory,
+    )
+    return directory
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory) -> str:
+    directory = str(tmp_path_factory.mktemp("tokenizer"))
+    train_tokenizer(directory)
+    return directory
+
+
+def tiny_overrides(data_dir: str, tokenizer_dir: str, output_dir: str) -> list[str]:
+    return [
+        "--init=scratch",
+        "--model_size=gpt_neo_tiny",
+        f"--tokenizer={tokenizer_dir}",
+        "--dataset=counting/tiny",
+        f"--data_dir={data_dir}",
+        f"--output_dir={output_dir}",
+        "--batch_size=4",
+        "--micro_batch_size=2",
+        "--train_steps=2",
+        "--warmup_steps=1",
+        "--eval_every=2",
+        "--save_every=2",
+        "--shuffle_buffer=64",
+        "--verbose=0",
+        "--peak_tflops=1",
+    ]
+
+
+def config_from_flags(argv: list[str]) -> TrainConfig:
+    import neo_keras.train  # noqa: F401  (defines the flags)
+
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["train", *argv])
+    return TrainConfig(
+        **{f.name: flags.FLAGS[f.name].value for f in dataclasses.fields(TrainConfig)}
+    )
+
+
+def base_config(data_dir, tokenizer_dir, output_dir, **changes) -> TrainConfig:
+    config = config_from_flags(tiny_overrides(data_dir, tokenizer_dir, str(output_dir)))
+    return dataclasses.replace(config, **changes)
+
+
+# Evaluation flagfiles belong to neo_keras.evaluate; every other flagfile is a training run.
+EVALUATION_FLAGFILES = {"humaneval.flags", "apps_eval.flags"}
+FLAGFILES = sorted(
+    p.name for p in (REPO / "configs").glob("*.flags") if p.name not in EVALUATION_FLAGFILES
+)
+
+
+@pytest.mark.parametrize("flagfile", FLAGFILES)
+def test_flagfile_parses_and_trains_two_steps(
+    flagfile, data_dir, tokenizer_dir, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(REPO)  # flagfiles include each other by repository-relative paths
+    config = config_from_flags(
+        [f"--flagfile=configs/{flagfile}", *tiny_overrides(data_dir, tokenizer_dir, str(tmp_path))]
+    )
+    final = train(config)
+    assert final["step"] == 2
+    assert np.isfinite(final["loss"]) and np.isfinite(final["val_loss"])
+
+
+def test_loss_falls_and_artefacts_are_written(data_dir, tokenizer_dir, tmp_path):
+    config = base_config(
+        data_dir,
+        tokenizer_dir,
+        tmp_path,
+        train_steps=60,
+        eval_every=20,
+        save_every=20,
+        learning_rate=3e-3,
+        schedule="constant",
+        micro_batch_size=None,
+    )
+    final = train(config)
+    assert final["step"] == 60
+    checkpoints = tmp_path / "checkpoints"
+    best = GPTNeoCausalLM.from_preset(str(checkpoints / "best"))
+    assert best.preprocessor is not None  # the tokenizer travels with the model
+    assert glob.glob(str(tmp_path / "logs" / "train" / "events.out.tfevents.*"))
+    values = {}
+    for event_file in glob.glob(str(tmp_path / "logs" / "train" / "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(event_file):
+            for value in event.summary.value:
+                values.setdefault(value.tag, []).append(float(tf.make_ndarray(value.tensor)))
+    assert {"loss", "learning_rate", "tokens_per_second", "mfu", "val_loss"} <= set(values)
+    validation = values["val_loss"]
+    assert len(validation) == 3
+    assert validation[-1] < 0.5 * validation[0], validation
+
+
+def test_output_dir_of_another_run_is_refused(data_dir, tokenizer_dir, tmp_path):
+    train(base_config(data_dir, tokenizer_dir, tmp_path))
+    other = base_config(data_dir, tokenizer_dir, tmp_path, learning_rate=1.0)
+    with pytest.raises(ConfigurationError, match="--learning_rate was 5e-05, now 1.0"):
+        train(other)
+
+
+def test_unbuilt_dataset_names_the_build_command(data_dir, tokenizer_dir, tmp_path):
+    config = base_config(data_dir, tokenizer_dir, tmp_path, dataset="codeclippy/dedup")
+    with pytest.raises(DatasetNotBuiltError, match="tfds build"):
+        train(config)
+
+
+def test_indivisible_batch_is_refused(data_dir, tokenizer_dir, tmp_path):
+    config = base_config(data_dir, tokenizer_dir, tmp_path, batch_size=6, micro_batch_size=4)
+    with pytest.raises(ConfigurationError, match="multiple of --micro_batch_size=4"):
+        train(config)
+    assert not os.path.exists(tmp_path / "checkpoints")  # refused before any compute
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [(["--no_such_flag=1"], "no_such_flag"), (["--flagfile=/nonexistent.flags"], "nonexistent")],
+    ids=["unknown_flag", "missing_flagfile"],
+)
+def test_bad_command_lines_are_refused(argv, message):
+    import neo_keras.train  # noqa: F401
+
+    flags.FLAGS.unparse_flags()
+    with pytest.raises(flags.Error, match=message):
+        flags.FLAGS(["train", *argv])
+
+
+def run_program(argv: list[str]) -> subprocess.Popen:
+    environment = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "neo_keras.train", *argv],
+        cwd=REPO,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def saved_steps(output_dir: Path) -> list[int]:
+    indexes = glob.glob(str(output_dir / "checkpoints" / "resume" / "ckpt-*.index"))
+    return sorted(int(Path(p).name[len("ckpt-") : -len(".index")]) for p in indexes)
+
+
+def test_killed_run_resumes_where_it_stopped(data_dir, tokenizer_dir, tmp_path):
+    """A run killed mid-epoch and rerun ends with the same weights as one never interrupted."""
+    steps = ["--train_steps=24", "--eval_every=12", "--save_every=2", "--learning_rate=1e-3"]
+    uninterrupted = tmp_path / "uninterrupted"
+    interrupted = tmp_path / "interrupted"
+    reference = run_program([*tiny_overrides(data_dir, tokenizer_dir, str(uninterrupted)), *steps])
+
+    victim = run_program([*tiny_overrides(data_dir, tokenizer_dir, str(interrupted)), *steps])
+    deadline = time.time() + 240
+    while not any(step >= 4 for step in saved_steps(interrupted)):
+        assert victim.poll() is None, victim.stdout.read()
+        assert time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.2)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    killed_at = max(saved_steps(interrupted))
+    assert killed_at < 24
+
+    resumed = run_program([*tiny_overrides(data_dir, tokenizer_dir, str(interrupted)), *steps])
+    resumed_output, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, resumed_output
+    assert f"at step {killed_at}" in resumed_output
+    reference_output, _ = reference.communicate(timeout=300)
+    assert reference.returncode == 0, reference_output
+
+    expected = GPTNeoCausalLM.from_preset(str(uninterrupted / "checkpoints" / "latest"))
+    actual = GPTNeoCausalLM.from_preset(str(interrupted / "checkpoints" / "latest"))
+    for a, e in zip(actual.get_weights(), expected.get_weights(), strict=True):
+        np.testing.assert_allclose(a, e, atol=1e-6, rtol=0)
