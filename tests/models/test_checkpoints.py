@@ -184,3 +184,12 @@ def test_tensor_mismatches_name_the_tensor(hf_dir, tmp_path, edit, message):
 def test_missing_preset_names_the_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="No model at"):
         GPTNeoCausalLM.from_preset(str(tmp_path / "nothing"))
+
+
+def test_string_prompt_generates_past_the_padding(model):
+    # The preprocessor pads with <|endoftext|>, which is also the stop token.
+    model.compile(sampler="greedy")
+    prompt = "def add(a, b):"
+    completion = model.generate(prompt, max_length=24)
+    assert completion.startswith(prompt)
+    assert len(completion) > len(prompt)

@@ -129,6 +129,11 @@ class GPTNeoCausalLM(keras_hub.models.CausalLM):
         """
         token_ids, padding_mask = inputs["token_ids"], inputs["padding_mask"]
         padding_mask = ops.cast(padding_mask, "bool")
+        if stop_token_ids is not None:
+            # The sampler treats a stop token anywhere after the prompt as already generated,
+            # and GPT-Neo pads with its end token: give the slots to fill a neutral id.
+            filler = min(set(range(len(stop_token_ids) + 1)) - set(stop_token_ids))
+            token_ids = ops.where(padding_mask, token_ids, filler)
         hidden_states, cache = self._build_cache(token_ids)
         # Generation starts at the shortest prompt; longer prompts keep their own tokens.
         index = ops.min(ops.sum(ops.cast(padding_mask, "int32"), axis=-1))
