@@ -50,10 +50,17 @@ class TokenConfig(tfds.core.BuilderConfig):
 
 
 def token_features(sequence_length: int) -> tfds.features.FeaturesDict:
-    """`input_ids`, `attention_mask` and `loss_mask`, int32 vectors of `sequence_length`."""
-    vector = tfds.features.Tensor(shape=(sequence_length,), dtype=np.int32)
-    return tfds.features.FeaturesDict(
-        {"input_ids": vector, "attention_mask": vector, "loss_mask": vector})
+    """`input_ids` (int32) and the `attention_mask` and `loss_mask` (uint8) vectors.
+
+    Stored as raw bytes: reading is a copy instead of decoding varints, several times faster.
+    """
+    def vector(dtype):
+        return tfds.features.Tensor(shape=(sequence_length,), dtype=dtype,
+                                    encoding=tfds.features.Encoding.BYTES)
+
+    return tfds.features.FeaturesDict({"input_ids": vector(np.int32),
+                                       "attention_mask": vector(np.uint8),
+                                       "loss_mask": vector(np.uint8)})
 
 
 def manual_dir_or_none(dl_manager: tfds.download.DownloadManager) -> epath.Path | None:

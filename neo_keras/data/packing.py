@@ -1,7 +1,7 @@
 """Fixed-length token examples: packing documents into blocks, and prompt + completion pairs.
 
-Every example has the same three int32 arrays of length `sequence_length`:
-`input_ids`, `attention_mask` (1 on real tokens, 0 on padding) and `loss_mask` (1 where the
+Every example has the same three arrays of length `sequence_length`: `input_ids` (int32),
+`attention_mask` (uint8: 1 on real tokens, 0 on padding) and `loss_mask` (uint8: 1 where the
 token is a training target). Padding uses the end-of-text id, which no mask marks as real.
 """
 
@@ -23,9 +23,9 @@ def padded_example(ids: Sequence[int], loss_start: int, sequence_length: int,
         raise ValueError(f"{length} tokens do not fit in sequence_length {sequence_length}.")
     input_ids = np.full(sequence_length, pad_id, dtype=np.int32)
     input_ids[:length] = ids
-    attention_mask = np.zeros(sequence_length, dtype=np.int32)
+    attention_mask = np.zeros(sequence_length, dtype=np.uint8)
     attention_mask[:length] = 1
-    loss_mask = np.zeros(sequence_length, dtype=np.int32)
+    loss_mask = np.zeros(sequence_length, dtype=np.uint8)
     loss_mask[loss_start:length] = 1
     return {"input_ids": input_ids, "attention_mask": attention_mask, "loss_mask": loss_mask}
 
@@ -70,8 +70,8 @@ class BlockPacker:
         for block in blocks:
             yield {
                 "input_ids": block,
-                "attention_mask": np.ones(self._sequence_length, dtype=np.int32),
-                "loss_mask": np.ones(self._sequence_length, dtype=np.int32),
+                "attention_mask": np.ones(self._sequence_length, dtype=np.uint8),
+                "loss_mask": np.ones(self._sequence_length, dtype=np.uint8),
             }
 
     def finish(self) -> Iterator[TokenExample]:

@@ -156,14 +156,16 @@ def _block_shuffle(records: tf.data.Dataset, block: int, seed: int, epoch) -> tf
 
 
 def _batch_parser(builder: tfds.core.DatasetBuilder):
-    serialized = builder.info.features.get_serialized_info()
-    # TFDS stores integer tensors as int64 lists.
-    spec = {name: tf.io.FixedLenFeature(serialized[name].shape, tf.int64)
-            for name in TOKEN_FEATURES}
+    features = builder.info.features
+    spec = {name: tf.io.FixedLenFeature([], tf.string) for name in TOKEN_FEATURES}
+    dtypes = {name: features[name].tf_dtype for name in TOKEN_FEATURES}
+    length = features["input_ids"].shape[0]
 
     def parse(records: tf.Tensor) -> dict[str, tf.Tensor]:
         parsed = tf.io.parse_example(records, spec)
-        return {name: tf.cast(parsed[name], tf.int32) for name in TOKEN_FEATURES}
+        return {name: tf.cast(tf.reshape(tf.io.decode_raw(parsed[name], dtypes[name]),
+                                         [-1, length]), tf.int32)
+                for name in TOKEN_FEATURES}
 
     return parse
 

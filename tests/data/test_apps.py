@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tarfile
 from collections import Counter
 
 import pytest
@@ -127,6 +128,16 @@ def test_evaluation_view_carries_prompt_tests_and_difficulty(
     assert "Standard Input" in rows["0000"]["prompt"].decode()
     with pytest.raises(ValueError, match="not a token dataset"):
         pipeline.make_training_dataset(builder, 1, split="test")
+
+
+def test_the_release_tarball_in_the_manual_dir_is_extracted(tmp_path, apps_release, tokenizer_dir):
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    with tarfile.open(manual / "APPS.tar.gz", "w:gz") as tarball:
+        tarball.add(apps_release / "APPS", arcname="APPS")
+    builder = build(tmp_path, manual, tokenizer_dir, "t_tarball", problems=("test",),
+                    view="evaluation")
+    assert builder.info.splits["test"].num_examples == 2
 
 
 def test_configs_reject_unknown_views_and_splits():

@@ -1,4 +1,4 @@
-"""The command lines a user runs: make_corpus, then `tfds build` of every builder, then tfds.load."""
+"""The command lines a user runs: make_corpus, `tfds build` of every builder, tfds.load."""
 
 from __future__ import annotations
 
