@@ -23,6 +23,8 @@ from neo_keras.data.packing import BlockPacker, TokenExample
 from neo_keras.data.tokenizer import cached_tokenizer
 
 GROUP_BYTES = 32 << 20
+# Documents encoded together, on the tokenizer's threads (TOKENIZERS_PARALLELISM=false: one).
+_ENCODE_BATCH = 64
 
 KeyedExample = tuple[str, TokenExample]
 
@@ -123,7 +125,7 @@ def pack_group(shard_key: str, group: int, texts: Iterable[str], spec: PackingSp
     """Packs one group's texts, in order, into keyed blocks `<shard>/<group>/<block>`."""
     tokenizer = cached_tokenizer(spec.tokenizer)
     packer = BlockPacker(spec.sequence_length, tokenizer.eot_id)
-    blocks = _packed_blocks(packer, tokenizer.encode, texts, counts)
+    blocks = _packed_blocks(packer, tokenizer.encode_batch, texts, counts)
     for index, example in enumerate(blocks):
         yield f"{shard_key}/{group}/{index}", example
 
@@ -148,13 +150,22 @@ def iter_split_examples(shards: Sequence[ShardSource], spec: PackingSpec, counts
         yield from iter_shard_examples(shard, spec, counts, selection)
 
 
-def _packed_blocks(packer: BlockPacker, encode: Callable[[str], list[int]],
+def _packed_blocks(packer: BlockPacker, encode_batch: Callable[[list[str]], list[list[int]]],
                    texts: Iterable[str], counts: Counter) -> Iterator[TokenExample]:
-    # One text at a time: on a few shared cores the tokenizer's own threads cost more than they
-    # bring; scale-out comes from Beam workers.
+    batch: list[str] = []
     for text in texts:
-        ids = encode(text)
+        batch.append(text)
+        if len(batch) == _ENCODE_BATCH:
+            yield from _add_encoded(packer, encode_batch(batch), counts)
+            batch = []
+    if batch:
+        yield from _add_encoded(packer, encode_batch(batch), counts)
+    yield from packer.finish()
+
+
+def _add_encoded(packer: BlockPacker, encoded: list[list[int]],
+                 counts: Counter) -> Iterator[TokenExample]:
+    for ids in encoded:
         counts["documents"] += 1
         counts["tokens"] += len(ids) + 1
         yield from packer.add(ids)
-    yield from packer.finish()

@@ -46,6 +46,11 @@ class TextTokenizer:
         """Token ids of `text`."""
         return self._backend.encode(text, add_special_tokens=False).ids
 
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each text, encoded on the tokenizer's own threads."""
+        encodings = self._backend.encode_batch(list(texts), add_special_tokens=False)
+        return [encoding.ids for encoding in encodings]
+
     def decode(self, ids: Sequence[int]) -> str:
         """The text of `ids`, special tokens included."""
         return self._backend.decode(list(ids), skip_special_tokens=False)

@@ -21,6 +21,7 @@ def test_trained_tokenizer_round_trips_any_text_and_has_end_of_text(tokenizer_di
     assert tokenizer.decode([tokenizer.eot_id]) == "<|endoftext|>"
     text = "def f(x):\n\tif x:  # ünïcødé ✓\r\n        return 'a\\tb'\n"
     assert tokenizer.decode(tokenizer.encode(text)) == text
+    assert tokenizer.encode_batch([text, "x"]) == [tokenizer.encode(text), tokenizer.encode("x")]
     assert tokenizer.eot_id not in tokenizer.encode("plain text adds no special token")
 
 
