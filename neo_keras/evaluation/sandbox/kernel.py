@@ -1,0 +1,219 @@
+"""Linux system calls that the standard library does not expose, called through ctypes."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_PRIVATE = 0x40000
+
+_MOUNT_ATTR_RDONLY = 0x1
+_MOUNT_ATTR_NOSUID = 0x2
+_AT_FDCWD = -100
+_AT_RECURSIVE = 0x8000
+# New system calls share one number on every architecture since Linux 5.1.
+_SYS_MOUNT_SETATTR = 442
+
+_PR_SET_PDEATHSIG = 1
+_PR_SET_DUMPABLE = 4
+_PR_CAPBSET_DROP = 24
+_PR_SET_SECUREBITS = 28
+_PR_SET_CHILD_SUBREAPER = 36
+_PR_SET_NO_NEW_PRIVS = 38
+_PR_CAP_AMBIENT = 47
+_PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+# Root inside a user namespace gets no capabilities back through exec, the
+# ambient set stays empty, and neither choice can be undone.
+_SECBIT_NOROOT = 1 << 0
+_SECBIT_NOROOT_LOCKED = 1 << 1
+_SECBIT_KEEP_CAPS_LOCKED = 1 << 5
+_SECBIT_NO_CAP_AMBIENT_RAISE = 1 << 6
+_SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED = 1 << 7
+_LOCKED_SECUREBITS = (
+    _SECBIT_NOROOT
+    | _SECBIT_NOROOT_LOCKED
+    | _SECBIT_KEEP_CAPS_LOCKED
+    | _SECBIT_NO_CAP_AMBIENT_RAISE
+    | _SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED
+)
+
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+CAP_SETPCAP = 8
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _function(name: str, *argtypes):
+    # Declared once: calls then convert plain ints without building ctypes objects.
+    function = getattr(_libc, name)
+    function.restype = ctypes.c_int
+    function.argtypes = argtypes
+    return function
+
+
+_c_int, _c_uint, _c_ulong, _c_char_p = ctypes.c_int, ctypes.c_uint, ctypes.c_ulong, ctypes.c_char_p
+_prctl_call = _function("prctl", _c_int, _c_ulong, _c_ulong, _c_ulong, _c_ulong)
+_unshare = _function("unshare", _c_int)
+_setns = _function("setns", _c_int, _c_int)
+_mount = _function("mount", _c_char_p, _c_char_p, _c_char_p, _c_ulong, _c_char_p)
+_setfsuid = _function("setfsuid", _c_uint)
+_setfsgid = _function("setfsgid", _c_uint)
+_capget = _function("capget", ctypes.c_void_p, ctypes.c_void_p)
+_capset = _function("capset", ctypes.c_void_p, ctypes.c_void_p)
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    ]
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
+
+
+def _check(result: int, what: str) -> int:
+    if result == -1:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"{what}: {os.strerror(errno)}")
+    return result
+
+
+def _path(path: str | None) -> bytes | None:
+    return None if path is None else os.fsencode(path)
+
+
+def _prctl(option: int, arg2: int = 0, what: str = "prctl") -> int:
+    return _check(_prctl_call(option, arg2, 0, 0, 0), what)
+
+
+def unshare(flags: int) -> None:
+    """Moves the calling process into new namespaces of the kinds in `flags`."""
+    _check(_unshare(flags), "unshare")
+
+
+def setns(fd: int, nstype: int) -> None:
+    """Joins the namespace behind `fd` (for a PID namespace: the one of future children)."""
+    _check(_setns(fd, nstype), "setns")
+
+
+def mount(
+    source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None
+) -> None:
+    """mount(2); raises OSError naming the target."""
+    encoded = None if data is None else data.encode()
+    _check(_mount(_path(source), _path(target), _path(fstype), flags, encoded), f"mount {target}")
+
+
+def _mount_setattr(path: str, flags: int, attr_set: int, attr_clr: int) -> None:
+    attr = _MountAttr(attr_set, attr_clr, 0, 0)
+    _check(
+        _libc.syscall(
+            ctypes.c_long(_SYS_MOUNT_SETATTR), ctypes.c_int(_AT_FDCWD), _path(path),
+            ctypes.c_uint(flags), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)),
+        ),
+        f"mount_setattr {path}",
+    )
+
+
+def make_mount_tree_read_only(path: str) -> None:
+    """Makes every mount at or below `path` read-only and nosuid (this namespace only)."""
+    _mount_setattr(path, _AT_RECURSIVE, _MOUNT_ATTR_RDONLY | _MOUNT_ATTR_NOSUID, 0)
+
+
+def make_mount_writable(path: str) -> None:
+    """Clears read-only on the single mount at `path`, leaving mounts below it alone."""
+    _mount_setattr(path, 0, 0, _MOUNT_ATTR_RDONLY)
+
+
+def set_file_system_ids(uid: int, gid: int) -> None:
+    """Sets the ids used for file access and creation, verifying that the change took."""
+    _setfsgid(gid)
+    _setfsuid(uid)
+    # setfsuid reports nothing on failure; asking with an invalid id returns the current one.
+    if _setfsuid(0xFFFFFFFF) & 0xFFFFFFFF != uid:
+        raise OSError(f"setfsuid({uid}) did not take effect")
+    if _setfsgid(0xFFFFFFFF) & 0xFFFFFFFF != gid:
+        raise OSError(f"setfsgid({gid}) did not take effect")
+
+
+def set_parent_death_signal(signum: int) -> None:
+    """Asks the kernel to send `signum` to this process when its parent exits."""
+    _prctl(_PR_SET_PDEATHSIG, signum, "prctl(PR_SET_PDEATHSIG)")
+
+
+def set_child_subreaper() -> None:
+    """Makes orphaned descendants of this process become its children instead of init's."""
+    _prctl(_PR_SET_CHILD_SUBREAPER, 1, "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
+def forbid_tracing() -> None:
+    """Stops processes of the same uid from ptracing or reading the memory of this one."""
+    _prctl(_PR_SET_DUMPABLE, 0, "prctl(PR_SET_DUMPABLE)")
+
+
+def set_no_new_privileges() -> None:
+    """Makes exec unable to grant privileges (setuid bits, file capabilities) from now on."""
+    _prctl(_PR_SET_NO_NEW_PRIVS, 1, "prctl(PR_SET_NO_NEW_PRIVS)")
+
+
+def last_capability() -> int:
+    """The highest capability number this kernel knows."""
+    with open("/proc/sys/kernel/cap_last_cap") as f:
+        return int(f.read())
+
+
+def _capabilities() -> tuple[int, int, int]:
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    _check(_capget(ctypes.byref(header), data), "capget")
+    effective = data[0].effective | data[1].effective << 32
+    permitted = data[0].permitted | data[1].permitted << 32
+    inheritable = data[0].inheritable | data[1].inheritable << 32
+    return effective, permitted, inheritable
+
+
+def has_capability(capability: int) -> bool:
+    """Whether `capability` is in this process's effective set."""
+    return bool(_capabilities()[0] >> capability & 1)
+
+
+def limit_future_capabilities(last_cap: int) -> None:
+    """Empties the bounding and ambient sets and locks the securebits (needs CAP_SETPCAP)."""
+    for capability in range(last_cap + 1):
+        _prctl(_PR_CAPBSET_DROP, capability, "prctl(PR_CAPBSET_DROP)")
+    _prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, "prctl(PR_CAP_AMBIENT_CLEAR_ALL)")
+    _prctl(_PR_SET_SECUREBITS, _LOCKED_SECUREBITS, "prctl(PR_SET_SECUREBITS)")
+
+
+def clear_capabilities() -> None:
+    """Empties the effective, permitted and inheritable sets and checks that they are empty."""
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    _check(_capset(ctypes.byref(header), data), "capset")
+    if any(_capabilities()):
+        raise OSError("capabilities remain after capset")

@@ -1,0 +1,307 @@
+"""Forks the process tree of one sample from the warm worker interpreter.
+
+With namespaces the sample is PID 1 of a new PID namespace, so every process it
+starts dies with it, and it is in new user, network, mount and IPC namespaces. It
+builds its file system view while it still holds capabilities in its own user
+namespace, then drops them and runs the program. There are two ways to get there:
+
+    direct:  worker ── sample
+    keeper:  worker ── keeper ── sample
+
+Direct, the worker itself asks for a new PID namespace before each fork (possible
+when it has CAP_SYS_ADMIN over its own PID namespace, as real root does), and the
+sample unshares the other namespaces. Otherwise a keeper unshares all of them and
+forks the sample; it reaps the sample and reports its wait status on a pipe the
+program never holds, and the worker stops a sample early by killing the keeper (the
+sample has a parent-death signal). Either way the worker writes the uid/gid maps
+from outside while the first child waits.
+
+Without namespaces, the worker forks the sample directly and cleans up after it
+(cleanup.py).
+
+Forked children run only until os._exit: an exception never unwinds into the worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import select
+import signal
+import traceback
+from collections.abc import Callable
+from typing import NoReturn
+
+from . import confinement, filesystem, kernel, runner
+from .errors import SandboxError
+
+# Besides the PID namespace, which is made differently on the two paths.
+NAMESPACE_FLAGS = (
+    kernel.CLONE_NEWUSER | kernel.CLONE_NEWNET | kernel.CLONE_NEWNS | kernel.CLONE_NEWIPC
+)
+SAMPLE_ID = 1000  # the sample's uid and gid inside its user namespace
+_UNSHARED = b"U"
+_GO = b"G"
+
+
+class NamespaceError(SandboxError):
+    """The kernel refused to create the sample's namespaces."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleSpec:
+    """Everything the forked processes need to know about one job."""
+
+    program: str
+    token: str
+    clean_exit_passes: bool
+    limits: confinement.ResourceLimits
+    private_bytes: int
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleFds:
+    """The sample's ends of its pipes (the worker closes its copies once it has forked)."""
+
+    stdin: int
+    stdout: int
+    stderr: int
+    report: int
+    status: int
+    lifeline: int  # end of file here means the worker is gone
+    worker_ends: tuple[int, ...]  # the worker's ends of the same pipes, closed in children
+
+    def close_worker_ends(self) -> None:
+        """Run first in a forked child, so that end of file on a pipe means what it should."""
+        for fd in self.worker_ends:
+            os.close(fd)
+
+
+def _exit_on_any_error(body, *args) -> NoReturn:
+    try:
+        body(*args)
+    except BaseException:
+        # Nothing more can be done from a dying child if even this fails.
+        with contextlib.suppress(BaseException):
+            traceback.print_exc()
+    finally:
+        os._exit(127)
+
+
+def _write_setup_failure(fd: int, token: str, error: BaseException) -> None:
+    message = f"{type(error).__name__}: {error}"
+    with contextlib.suppress(OSError):
+        os.write(fd, runner.encode_report(token, runner.SETUP_FAILED, message))
+
+
+def _become_sample(
+    spec: SampleSpec, fds: SampleFds, identity: confinement.Identity, work_directory: str
+) -> NoReturn:
+    report_fd = fds.report
+    try:
+        os.setsid()
+        confinement.drop_privileges(identity)
+        # Changing ids cleared the parent-death signal; if the worker died before it was
+        # set again, the lifeline already shows end of file.
+        kernel.set_parent_death_signal(signal.SIGKILL)
+        if _worker_gone(fds.lifeline):
+            os._exit(1)
+        report_fd = confinement.wire_standard_streams(fds.stdin, fds.stdout, fds.stderr, report_fd)
+        confinement.reset_environment(work_directory)
+        confinement.apply_resource_limits(spec.limits)
+    except BaseException as error:
+        _write_setup_failure(report_fd, spec.token, error)
+        os._exit(1)
+    runner.run_program(spec.program, report_fd, spec.token, spec.clean_exit_passes)
+
+
+def _worker_gone(lifeline: int) -> bool:
+    readable, _, _ = select.select([lifeline], [], [], 0)
+    return bool(readable) and os.read(lifeline, 1) == b""
+
+
+def fork_plain_sample(
+    spec: SampleSpec, fds: SampleFds, identity: confinement.Identity, work_directory: str
+) -> int:
+    """Forks the sample directly (no namespaces); returns its pid."""
+    worker = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        _exit_on_any_error(_plain_sample, worker, spec, fds, identity, work_directory)
+    return pid
+
+
+def _plain_sample(worker, spec, fds, identity, work_directory) -> NoReturn:
+    fds.close_worker_ends()
+    kernel.set_parent_death_signal(signal.SIGKILL)
+    if os.getppid() != worker:
+        os._exit(1)
+    os.close(fds.status)
+    _become_sample(spec, fds, identity, work_directory)
+
+
+@dataclasses.dataclass
+class StatusLog:
+    """What the status pipe said: the view's features, a setup error, the sample's end."""
+
+    features: tuple[str, ...] = ()
+    setup_error: str | None = None
+    wait_status: int | None = None
+    cpu_seconds: float = 0.0
+
+    @property
+    def ended(self) -> bool:
+        """Whether a keeper reported the sample reaped (so all its processes are gone)."""
+        return self.wait_status is not None
+
+
+def _status_line(*fields: object) -> bytes:
+    flat = (" ".join(str(field).split()) for field in fields)
+    return ("\t".join(flat) + "\n").encode()
+
+
+def read_status_log(data: bytes) -> StatusLog:
+    """Parses the lines the sample and its keeper wrote (tolerating a cut-off last line)."""
+    log = StatusLog()
+    for line in data.decode("utf-8", "replace").split("\n"):
+        kind, _, rest = line.partition("\t")
+        if kind == "ready":
+            log.features = tuple(f for f in rest.split(",") if f)
+        elif kind == runner.SETUP_FAILED:
+            log.setup_error = rest
+        elif kind == "exited":
+            status, _, cpu = rest.partition("\t")
+            log.wait_status, log.cpu_seconds = int(status), float(cpu)
+    return log
+
+
+def can_create_pid_namespaces(own_pid_namespace: int) -> bool:
+    """Whether this process may give each child a new PID namespace itself (direct path)."""
+    try:
+        kernel.setns(own_pid_namespace, kernel.CLONE_NEWPID)
+        kernel.unshare(kernel.CLONE_NEWPID)
+        kernel.setns(own_pid_namespace, kernel.CLONE_NEWPID)
+    except OSError:
+        return False
+    return True
+
+
+def fork_namespaced_sample(
+    spec: SampleSpec,
+    fds: SampleFds,
+    plan: filesystem.FileSystemPlan,
+    identity: confinement.Identity,
+    host_ids: tuple[int, int],
+    write_id_maps: Callable[[int], None],
+    own_pid_namespace: int | None,
+) -> int:
+    """Forks the sample (direct path, given the worker's own PID namespace) or its keeper,
+    completes the namespace handshake and returns the child's pid.
+
+    `host_ids` are the sample's uid and gid on the host. Raises NamespaceError if the
+    kernel refuses the namespaces.
+    """
+    to_child_r, to_child_w = os.pipe()
+    from_child_r, from_child_w = os.pipe()
+    if own_pid_namespace is not None:
+        kernel.unshare(kernel.CLONE_NEWPID)
+    try:
+        pid = os.fork()
+        if pid == 0:
+            os.close(to_child_w)
+            os.close(from_child_r)
+            fds.close_worker_ends()
+            handshake = (to_child_r, from_child_w)
+            if own_pid_namespace is None:
+                _exit_on_any_error(_keeper, handshake, spec, fds, plan, identity)
+            _exit_on_any_error(_direct_sample, handshake, spec, fds, plan, identity, host_ids)
+    finally:
+        if own_pid_namespace is not None:
+            # Later children of the worker belong in its own PID namespace again.
+            kernel.setns(own_pid_namespace, kernel.CLONE_NEWPID)
+    os.close(to_child_r)
+    os.close(from_child_w)
+    try:
+        answer = os.read(from_child_r, 512)
+        if answer != _UNSHARED:
+            message = answer[1:].decode("utf-8", "replace") or "the child died"
+            raise NamespaceError(message)
+        write_id_maps(pid)
+        os.write(to_child_w, _GO)
+    except BaseException as error:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        if isinstance(error, OSError):
+            raise NamespaceError(f"could not map the sample's ids: {error}") from error
+        raise
+    finally:
+        os.close(to_child_w)
+        os.close(from_child_r)
+    return pid
+
+
+def _refuse(handshake: tuple[int, int], what: str, error: BaseException) -> NoReturn:
+    os.write(handshake[1], f"E{what}: {type(error).__name__}: {error}".encode())
+    os._exit(1)
+
+
+def _enter_namespaces(handshake: tuple[int, int], flags: int) -> None:
+    """Unshares, then waits until the worker has written this process's id maps."""
+    from_worker, to_worker = handshake
+    try:
+        kernel.unshare(flags)
+    except OSError as error:
+        _refuse(handshake, "unshare failed", error)
+    os.write(to_worker, _UNSHARED)
+    # If the worker is gone, this sees end of file instead.
+    if os.read(from_worker, 1) != _GO:
+        os._exit(1)
+    os.close(from_worker)
+    os.close(to_worker)
+
+
+def _direct_sample(handshake, spec, fds, plan, identity, host_ids) -> NoReturn:
+    # PID 1 of a PID namespace the worker (real root) made. The view is built before the
+    # user namespace exists, so the mount namespace (and /proc) belong to the host's
+    # user namespace and nothing inside can undo them.
+    kernel.set_parent_death_signal(signal.SIGKILL)
+    try:
+        kernel.unshare(kernel.CLONE_NEWNS)
+        features = filesystem.build_view(plan, *host_ids, spec.private_bytes)
+    except BaseException as error:
+        _refuse(handshake, "could not build the file system view", error)
+    _enter_namespaces(handshake, NAMESPACE_FLAGS & ~kernel.CLONE_NEWNS)
+    _run_confined(spec, fds, identity, features)
+
+
+def _keeper(handshake, spec, fds, plan, identity) -> NoReturn:
+    kernel.set_parent_death_signal(signal.SIGKILL)
+    _enter_namespaces(handshake, NAMESPACE_FLAGS | kernel.CLONE_NEWPID)
+    sample = os.fork()
+    if sample == 0:
+        _exit_on_any_error(_keeper_sample, spec, fds, plan, identity)
+    os.closerange(3, fds.status)
+    os.closerange(fds.status + 1, os.sysconf("SC_OPEN_MAX"))
+    _, wait_status, usage = os.wait4(sample, 0)
+    os.write(fds.status, _status_line("exited", wait_status, usage.ru_utime + usage.ru_stime))
+    os._exit(0)
+
+
+def _keeper_sample(spec, fds, plan, identity) -> NoReturn:
+    kernel.set_parent_death_signal(signal.SIGKILL)
+    try:
+        features = filesystem.build_view(plan, SAMPLE_ID, SAMPLE_ID, spec.private_bytes)
+    except BaseException as error:
+        message = f"{type(error).__name__}: {error}"
+        os.write(fds.status, _status_line(runner.SETUP_FAILED, message))
+        os._exit(1)
+    _run_confined(spec, fds, identity, features)
+
+
+def _run_confined(spec, fds, identity, features: list[str]) -> NoReturn:
+    if filesystem.forbid_nested_user_namespaces():
+        features = [*features, "no nested user namespaces"]
+    os.write(fds.status, _status_line("ready", ",".join(features)))
+    os.close(fds.status)
+    _become_sample(spec, fds, identity, filesystem.WORK_DIRECTORY)

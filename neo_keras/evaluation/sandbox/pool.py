@@ -1,0 +1,262 @@
+"""The evaluator's side of the sandbox: a pool of warm workers, one sample at a time each."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import grp
+import itertools
+import json
+import logging
+import os
+import pwd
+import queue
+import subprocess
+import sys
+import warnings
+from collections.abc import Iterable
+
+from tqdm.auto import tqdm
+
+from . import protocol, sample
+from .errors import IsolationUnavailableError, SandboxError
+from .job import CRASHED, Job, Limits, Outcome
+
+_PACKAGE_DIRECTORY = os.path.dirname(os.path.abspath(__file__))
+# Registers this directory as a standalone package, so the worker imports only the
+# sandbox's own modules and the standard library, never the evaluator's packages.
+_BOOTSTRAP = (
+    "import sys, types\n"
+    "sys.path[:] = [entry for entry in sys.path if entry]\n"
+    "package = types.ModuleType('_neo_keras_sandbox')\n"
+    "package.__path__ = [sys.argv[1]]\n"
+    "sys.modules[package.__name__] = package\n"
+    "from _neo_keras_sandbox.worker import main\n"
+    "main(sys.argv[2])\n"
+)
+_WORKER_ENVIRONMENT = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+_MAX_WORKERS = 1024
+# Host ids for samples when the evaluator is root: a block per Sandbox, chosen from
+# the process id so that concurrent evaluators do not share ids.
+_ID_BASE = 1_000_000_000
+_ID_SLOTS = 976_000
+_sandboxes_created = itertools.count()
+_log = logging.getLogger(__name__)
+_warned_about_isolation = False
+
+
+def _id_in_use(candidate: int) -> bool:
+    try:
+        pwd.getpwuid(candidate)
+    except KeyError:
+        try:
+            grp.getgrgid(candidate)
+        except KeyError:
+            return False
+    return True
+
+
+def _unused_host_ids(count: int) -> list[int]:
+    slot = (os.getpid() * 16 + next(_sandboxes_created)) % _ID_SLOTS
+    candidates = itertools.count(_ID_BASE + slot * _MAX_WORKERS)
+    return list(itertools.islice((c for c in candidates if not _id_in_use(c)), count))
+
+
+class _Worker:
+    """One worker process and its control pipes."""
+
+    def __init__(self, host_id: int, use_namespaces: bool, direct: bool = True) -> None:
+        """`direct=False` makes the worker use a keeper process even where it need not."""
+        self.host_id = host_id
+        config = {
+            "host_uid": host_id, "host_gid": host_id, "use_namespaces": use_namespaces,
+            "direct": direct,
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-E", "-s", "-c", _BOOTSTRAP, _PACKAGE_DIRECTORY, json.dumps(config)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=_WORKER_ENVIRONMENT,
+            cwd="/",
+            start_new_session=True,
+        )
+        self.hello: dict = {}
+
+    def read_hello(self) -> dict:
+        """Waits for the worker's report on the isolation it achieved."""
+        hello = protocol.receive(self.process.stdout.fileno())
+        if hello is None:
+            status = self.process.wait()
+            raise SandboxError(f"a sandbox worker exited while starting (status {status})")
+        if "fatal" in hello:
+            raise SandboxError(hello["fatal"])
+        self.hello = hello
+        return hello
+
+    def request(self, message: dict) -> dict | None:
+        """Sends one job and waits for its reply; None if the worker died meanwhile."""
+        try:
+            protocol.send(self.process.stdin.fileno(), message)
+        except BrokenPipeError:
+            return None
+        return protocol.receive(self.process.stdout.fileno())
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Closes the control pipe (the worker exits on it) and waits, killing if need be."""
+        for pipe in (self.process.stdin, self.process.stdout):
+            pipe.close()
+        try:
+            self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _describe(mode: str, hello: dict, host_ids: list[int]) -> str:
+    ids = f"host uid {host_ids[0]}" if len(set(host_ids)) == 1 else (
+        f"host uids {min(host_ids)}-{max(host_ids)}"
+    )
+    if mode == sample.NAMESPACES:
+        extras = "".join(f"; {feature}" for feature in hello["features"])
+        hidden = " ".join(hello["hidden"])
+        return (
+            "namespaces: user, pid, net, mount, ipc; read-only file system with "
+            f"private /tmp and /dev/shm; hidden: {hidden}{extras}; runs as uid "
+            f"{hello['sample_id']} in its namespace ({ids}); no capabilities; rlimits; "
+            "fresh session"
+        )
+    why = f"namespaces unavailable: {hello['namespaces_unavailable']}"
+    if mode == sample.SETUID:
+        return (
+            f"limits only ({why}); runs as {ids} via setuid, which sees the host's files "
+            "and network as any unprivileged user does (modules it imports beyond the "
+            "preloaded ones must be readable by that uid); no capabilities; rlimits; fresh "
+            "session; leftover processes killed by uid"
+        )
+    return (
+        f"limits only ({why}); runs as the evaluator's own uid, so a sample can signal the "
+        "evaluator's processes and write its files; rlimits; fresh session"
+    )
+
+
+class Sandbox:
+    """Runs untrusted Python programs in parallel, each in its own confined process tree.
+
+    `limits` apply to every job; `workers` defaults to os.cpu_count(). With
+    `require_isolation`, a machine without user/PID/network/mount namespaces is an
+    error rather than a warning. `use_namespaces=False` runs with the limits alone.
+    `isolation` describes what is in force (`mode` names it: "namespaces", "setuid" or
+    "shared-uid"), and `sample_uids` lists the host uids samples run as. Use as a
+    context manager, or call close().
+    """
+
+    def __init__(
+        self,
+        limits: Limits | None = None,
+        workers: int | None = None,
+        require_isolation: bool = False,
+        use_namespaces: bool = True,
+    ) -> None:
+        self.limits = limits or Limits()
+        count = (os.cpu_count() or 1) if workers is None else workers
+        if not 1 <= count <= _MAX_WORKERS:
+            raise ValueError(f"workers must be between 1 and {_MAX_WORKERS}, got {workers}")
+        if os.geteuid() == 0:
+            self.sample_uids = _unused_host_ids(count)
+        else:
+            self.sample_uids = [os.getuid()] * count
+        self._use_namespaces = use_namespaces
+        self._closed = False
+        self._workers: list[_Worker] = []
+        self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
+        try:
+            self._workers = [_Worker(uid, use_namespaces) for uid in self.sample_uids]
+            hellos = [worker.read_hello() for worker in self._workers]
+            modes = {hello["mode"] for hello in hellos}
+            if len(modes) != 1:
+                raise SandboxError(f"sandbox workers disagree on their isolation: {modes}")
+            self.mode = modes.pop()
+            self.isolation = _describe(self.mode, hellos[0], self.sample_uids)
+            if self.mode != sample.NAMESPACES:
+                self._refuse_or_warn(require_isolation)
+        except BaseException:
+            self.close()
+            raise
+        for worker in self._workers:
+            self._idle.put(worker)
+
+    def _refuse_or_warn(self, require_isolation: bool) -> None:
+        global _warned_about_isolation
+        if require_isolation:
+            raise IsolationUnavailableError(
+                f"isolation was required but is unavailable here ({self.isolation}). Allow "
+                "user namespaces (sysctl user.max_user_namespaces > 0, and "
+                "kernel.unprivileged_userns_clone=1 where it exists; container runtimes need "
+                "unshare, mount and clone permitted by seccomp) or drop --require_isolation."
+            )
+        if not _warned_about_isolation:
+            _warned_about_isolation = True
+            warnings.warn(f"sandbox running without namespaces: {self.isolation}", stacklevel=3)
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stops the workers; any running sample is killed with its worker's namespace."""
+        self._closed = True
+        workers, self._workers = self._workers, []
+        for worker in workers:
+            worker.stop()
+
+    def _replace(self, dead: _Worker) -> _Worker:
+        dead.stop(timeout_s=1.0)
+        _log.warning(
+            "a sandbox worker died (exit status %s); starting another",
+            dead.process.returncode,
+        )
+        worker = _Worker(dead.host_id, self._use_namespaces)
+        if worker.read_hello()["mode"] != self.mode:
+            raise SandboxError("a restarted sandbox worker came up with different isolation")
+        self._workers = [worker if w is dead else w for w in self._workers]
+        return worker
+
+    def run(self, job: Job) -> Outcome:
+        """Runs one job and returns its outcome; blocks while all workers are busy."""
+        if self._closed:
+            raise SandboxError("the sandbox is closed")
+        worker = self._idle.get()
+        try:
+            reply = worker.request(
+                {"job": dataclasses.asdict(job), "limits": dataclasses.asdict(self.limits)}
+            )
+            if reply is None:
+                if self._closed:
+                    raise SandboxError("the sandbox was closed while this sample ran")
+                worker = self._replace(worker)
+                return Outcome(CRASHED, "the sandbox worker died while running this sample")
+        finally:
+            self._idle.put(worker)
+        if "error" in reply:
+            raise SandboxError(reply["error"])
+        return Outcome(**reply["outcome"])
+
+    def run_many(self, jobs: Iterable[Job], progress: bool = True) -> list[Outcome]:
+        """Runs jobs in parallel on all workers; outcomes come back in the order of `jobs`."""
+        jobs = list(jobs)
+        outcomes: list[Outcome | None] = [None] * len(jobs)
+        with (
+            tqdm(total=len(jobs), disable=not progress, unit="sample", desc="sandbox") as bar,
+            concurrent.futures.ThreadPoolExecutor(len(self._workers)) as executor,
+        ):
+            futures = {executor.submit(self.run, job): index for index, job in enumerate(jobs)}
+            try:
+                for future in concurrent.futures.as_completed(futures):
+                    outcomes[futures[future]] = future.result()
+                    bar.update()
+            except BaseException:
+                executor.shutdown(cancel_futures=True)
+                raise
+        return outcomes

@@ -1,0 +1,351 @@
+"""One sample's life inside the worker: start it, watch it, stop everything, judge it."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import signal
+import stat
+import sys
+import tempfile
+import time
+
+from . import cleanup, confinement, filesystem, launch, monitor, runner, verdict
+from . import job as job_module
+from .errors import SandboxError
+
+NAMESPACES = "namespaces"
+SETUID = "setuid"
+SHARED_UID = "shared-uid"
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerSetup:
+    """How this worker isolates samples, decided once when it starts.
+
+    `host_uid`/`host_gid` are the ids sample processes have on the host; `privileged`
+    says the worker is root (it can map or switch to ids other than its own).
+    """
+
+    mode: str
+    host_uid: int
+    host_gid: int
+    privileged: bool
+    last_capability: int
+    plan: filesystem.FileSystemPlan | None = None
+    own_pid_namespace: int | None = None  # set when samples are forked without a keeper
+
+    def identity(self) -> confinement.Identity:
+        """The ids the sample switches to, as seen from where it runs."""
+        if self.mode == NAMESPACES:
+            return confinement.Identity(
+                launch.SAMPLE_ID, launch.SAMPLE_ID, self.privileged, self.last_capability
+            )
+        if self.mode == SETUID:
+            return confinement.Identity(self.host_uid, self.host_gid, True, self.last_capability)
+        return confinement.Identity(None, None, False, self.last_capability)
+
+    def write_id_maps(self, pid: int) -> None:
+        """Maps the sample's namespace ids to its host ids, from outside the namespace."""
+        if not self.privileged:
+            # Unprivileged maps are allowed only once setgroups is disabled for good.
+            _write_proc_file(f"/proc/{pid}/setgroups", "deny")
+        _write_proc_file(f"/proc/{pid}/uid_map", f"{launch.SAMPLE_ID} {self.host_uid} 1\n")
+        _write_proc_file(f"/proc/{pid}/gid_map", f"{launch.SAMPLE_ID} {self.host_gid} 1\n")
+
+
+def _write_proc_file(path: str, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleResult:
+    """An outcome's fields plus the file-system features the namespace init reported."""
+
+    status: str
+    detail: str
+    stdout: bytes
+    stderr_tail: str
+    duration_s: float
+    features: tuple[str, ...] = ()
+
+    def outcome_fields(self) -> dict:
+        """The fields of job.Outcome."""
+        return {
+            "status": self.status, "detail": self.detail, "stdout": self.stdout,
+            "stderr_tail": self.stderr_tail, "duration_s": self.duration_s,
+        }
+
+
+def _stdin_fd(data: bytes) -> int:
+    if not data:
+        return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    memory = os.memfd_create("sample-stdin", os.MFD_CLOEXEC)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(memory, view) :]
+        # Reopened read-only so the sample cannot alter what it reads.
+        return os.open(f"/proc/self/fd/{memory}", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(memory)
+
+
+class _Pipes:
+    """The sample's pipes; the worker keeps read ends, the sample gets the rest."""
+
+    def __init__(self, stdin: bytes) -> None:
+        self._fds: list[int] = []
+        stdin_fd = self._own(_stdin_fd(stdin))
+        ends = {kind: self._pipe() for kind in ("stdout", "stderr", "report", "status")}
+        # The worker holds the write end of the lifeline until the job is over.
+        lifeline, lifeline_holder = self._pipe()
+        self.streams = {read: kind for kind, (read, _) in ends.items()}
+        self.child = launch.SampleFds(
+            stdin=stdin_fd,
+            lifeline=lifeline,
+            worker_ends=(*self.streams, lifeline_holder),
+            **{kind: write for kind, (_, write) in ends.items()},
+        )
+
+    def _own(self, fd: int) -> int:
+        self._fds.append(fd)
+        return fd
+
+    def _pipe(self) -> tuple[int, int]:
+        read, write = os.pipe()
+        return self._own(read), self._own(write)
+
+    def close_child_ends(self) -> None:
+        """Closes the worker's copies of the child ends, so end of file means the sample is gone."""
+        child = self.child
+        for fd in (child.stdin, child.stdout, child.stderr, child.report, child.status,
+                   child.lifeline):
+            self._close(fd)
+
+    def _close(self, fd: int) -> None:
+        if fd in self._fds:
+            self._fds.remove(fd)
+            os.close(fd)
+
+    def close(self) -> None:
+        """Closes everything still open."""
+        for fd in list(self._fds):
+            self._close(fd)
+
+
+def _remove_tree(path: str) -> None:
+    # A sample may leave directories it made unwritable to itself (and to this worker, when
+    # both share a uid).
+    def make_writable_and_retry(function, failed_path, _):
+        os.chmod(os.path.dirname(failed_path), stat.S_IRWXU)
+        if os.path.isdir(failed_path) and not os.path.islink(failed_path):
+            os.chmod(failed_path, stat.S_IRWXU)
+        function(failed_path)
+
+    handler = "onexc" if sys.version_info >= (3, 12) else "onerror"
+    shutil.rmtree(path, **{handler: make_writable_and_retry})
+
+
+def _resource_limits(setup: WorkerSetup, limits: job_module.Limits, timeout_s: float):
+    processes = limits.max_processes
+    if setup.mode == SHARED_UID:
+        # The count is per uid, and this uid is shared with the evaluator's processes.
+        processes += cleanup.count_tasks_of_uid(setup.host_uid)
+    return confinement.ResourceLimits(
+        cpu_seconds=limits.cpu_seconds(timeout_s),
+        address_space_bytes=limits.memory_bytes,
+        file_size_bytes=limits.file_size_bytes,
+        processes=processes,
+        open_files=limits.max_open_files,
+    )
+
+
+def _plain_work_directory(setup: WorkerSetup) -> str:
+    path = tempfile.mkdtemp(prefix="neo-keras-sample-")
+    if setup.mode == SETUID:
+        os.chown(path, setup.host_uid, setup.host_gid)
+    return path
+
+
+@dataclasses.dataclass(frozen=True)
+class _Ending:
+    """How the started process ended, as far as the worker could tell."""
+
+    watch: monitor.Watch
+    duration_s: float
+    wait_status: int | None
+    cpu_seconds: float
+    features: tuple[str, ...] = ()
+
+
+def _sample_ended(watch: monitor.Watch) -> bool:
+    return launch.read_status_log(bytes(watch.status)).ended
+
+
+class SampleRunner:
+    """Runs samples one after another under a worker's setup."""
+
+    def __init__(self, setup: WorkerSetup) -> None:
+        self.setup = setup
+        # Keepers that reported their sample gone and are tearing down its namespaces.
+        self._exiting_keepers: list[int] = []
+
+    def run(
+        self, job: job_module.Job, limits: job_module.Limits, control_fd: int
+    ) -> SampleResult:
+        """Runs one job to its verdict; when this returns, no process of the sample exists.
+
+        Raises SandboxError when the sandbox (not the sample) failed, monitor.ControlLost
+        when the evaluator went away.
+        """
+        self._reap_exited_keepers()
+        timeout_s = job.timeout_s or limits.timeout_s
+        spec = launch.SampleSpec(
+            program=job.program,
+            token=os.urandom(16).hex(),
+            clean_exit_passes=job.clean_exit_passes,
+            limits=_resource_limits(self.setup, limits, timeout_s),
+            private_bytes=limits.file_size_bytes,
+        )
+        pipes = _Pipes(job.stdin)
+        try:
+            deadline = time.monotonic() + timeout_s
+            if self.setup.mode == NAMESPACES:
+                ending = self._run_namespaced(spec, pipes, limits, deadline, control_fd)
+            else:
+                ending = self._run_plain(spec, pipes, limits, deadline, control_fd)
+        finally:
+            pipes.close()
+        return _judge(spec, ending, limits.max_output_bytes)
+
+    def _run_namespaced(self, spec, pipes, limits, deadline, control_fd) -> _Ending:
+        started = time.monotonic()
+        setup = self.setup
+        direct = setup.own_pid_namespace is not None
+        pid = launch.fork_namespaced_sample(
+            spec, pipes.child, setup.plan, setup.identity(), (setup.host_uid, setup.host_gid),
+            setup.write_id_maps, setup.own_pid_namespace,
+        )
+        pipes.close_child_ends()
+        watcher = monitor.SampleMonitor(pipes.streams, limits.max_output_bytes)
+        wait_status, cpu = None, 0.0
+        with _PidFd(pid) as pid_fd:
+            try:
+                if direct:
+                    watcher.wait(pid_fd, control_fd, deadline)
+                else:
+                    watcher.wait(pid_fd, control_fd, deadline, _sample_ended)
+            finally:
+                if direct:
+                    # PID 1 of its namespace: when it is reaped, so is everything it started.
+                    wait_status, cpu = _kill_and_reap(pid)
+                else:
+                    self._stop_keeper(pid, watcher.watch)
+        duration = time.monotonic() - started
+        watch = watcher.drain()
+        log = launch.read_status_log(bytes(watch.status))
+        if log.setup_error is not None:
+            raise SandboxError(f"the sandbox could not set up the sample's view: {log.setup_error}")
+        if not direct:
+            wait_status, cpu = log.wait_status, log.cpu_seconds
+        return _Ending(watch, duration, wait_status, cpu, log.features)
+
+    def _stop_keeper(self, keeper: int, watch: monitor.Watch) -> None:
+        if _sample_ended(watch):
+            self._exiting_keepers.append(keeper)
+            return
+        # The keeper's death SIGKILLs the sample (PID 1), which takes its namespace along.
+        _kill_and_reap(keeper)
+        self._exiting_keepers.clear()
+        cleanup.kill_all_children()
+
+    def _reap_exited_keepers(self) -> None:
+        self._exiting_keepers = [pid for pid in self._exiting_keepers if not _reaped_now(pid)]
+
+    def _run_plain(self, spec, pipes, limits, deadline, control_fd) -> _Ending:
+        started = time.monotonic()
+        setup = self.setup
+        work_directory = _plain_work_directory(setup)
+        try:
+            pid = launch.fork_plain_sample(spec, pipes.child, setup.identity(), work_directory)
+            pipes.close_child_ends()
+            watcher = monitor.SampleMonitor(pipes.streams, limits.max_output_bytes)
+            with _PidFd(pid) as pid_fd:
+                try:
+                    watcher.wait(pid_fd, control_fd, deadline)
+                finally:
+                    wait_status, cpu = self._stop_plain(pid)
+            duration = time.monotonic() - started
+            watch = watcher.drain()
+        finally:
+            _remove_tree(work_directory)
+        return _Ending(watch, duration, wait_status, cpu)
+
+    def _stop_plain(self, pid: int) -> tuple[int, float]:
+        wait_status, cpu = _kill_and_reap(pid)
+        # Orphans of the sample are reparented to this subreaper: no children, no leftovers.
+        if cleanup.children_of_this_process():
+            if self.setup.mode == SETUID:
+                cleanup.kill_processes_of_uid(self.setup.host_uid)
+            cleanup.kill_all_children()
+        return wait_status, cpu
+
+
+def _kill_and_reap(pid: int) -> tuple[int, float]:
+    """SIGKILLs a child (a no-op if it already exited, as it is not yet reaped) and reaps it;
+    returns its wait status and CPU seconds."""
+    os.kill(pid, signal.SIGKILL)
+    _, wait_status, usage = os.wait4(pid, 0)
+    return wait_status, usage.ru_utime + usage.ru_stime
+
+
+def _reaped_now(pid: int) -> bool:
+    try:
+        return os.waitpid(pid, os.WNOHANG) != (0, 0)
+    except ChildProcessError:  # already reaped elsewhere
+        return True
+
+
+class _PidFd:
+    """A pollable descriptor for a child process, closed on exit from the block."""
+
+    def __init__(self, pid: int) -> None:
+        self._fd = os.pidfd_open(pid)
+
+    def __enter__(self) -> int:
+        return self._fd
+
+    def __exit__(self, *exc_info) -> None:
+        os.close(self._fd)
+
+
+def _judge(spec: launch.SampleSpec, ending: _Ending, max_output_bytes: int) -> SampleResult:
+    watch = ending.watch
+    report = runner.decode_report(watch.timely_report(), spec.token)
+    if report is not None and report[0] == runner.SETUP_FAILED:
+        raise SandboxError(f"the sandbox could not confine the sample: {report[1]}")
+    status, detail = verdict.decide(
+        verdict.Observation(
+            output_exceeded=watch.output_exceeded,
+            timed_out=watch.timed_out,
+            report=report,
+            wait_status=ending.wait_status,
+            cpu_seconds_used=ending.cpu_seconds,
+            cpu_seconds_limit=spec.limits.cpu_seconds,
+        ),
+        max_output_bytes,
+    )
+    return SampleResult(
+        status=status,
+        detail=detail,
+        stdout=bytes(watch.stdout),
+        stderr_tail=watch.stderr_tail.decode("utf-8", "replace"),
+        duration_s=ending.duration_s,
+        features=ending.features,
+    )

@@ -1,0 +1,129 @@
+"""The sandbox worker: a warm interpreter that forks one confined process tree per sample.
+
+pool.Sandbox starts it with a clean environment and without importing the neo_keras
+package (its bootstrap registers this directory as a package of its own), so what a
+sample inherits is the standard library, not the evaluator. Forking this interpreter
+costs a few milliseconds where starting a new one costs tens.
+
+Messages are plain dicts, so nothing outside this directory is ever unpickled here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import importlib
+import json
+import os
+
+from . import filesystem, kernel, launch, monitor, protocol, sample
+from . import job as job_module
+from .errors import SandboxError
+
+# Modules that generated programs commonly import, loaded once here instead of per sample.
+PRELOADED_MODULES = (
+    "array", "bisect", "cmath", "collections", "collections.abc", "copy", "dataclasses",
+    "datetime", "decimal", "enum", "fractions", "functools", "heapq", "itertools",
+    "json", "math", "numbers", "operator", "queue", "random", "re", "statistics", "string",
+    "struct", "textwrap", "threading", "time", "typing", "unicodedata",
+)
+# Without a mount namespace the sample's uid may be unable to read the interpreter's
+# directory (it often lives under /root), so more of the standard library is loaded here.
+PRELOADED_WITHOUT_NAMESPACES = (
+    "base64", "binascii", "csv", "fnmatch", "glob", "hashlib", "pathlib", "pprint",
+    "secrets", "shutil", "socket", "subprocess", "tempfile", "uuid", "zlib",
+)
+_PROBE_LIMITS = job_module.Limits(timeout_s=30.0)
+
+
+def _take_control_pipes() -> tuple[int, int]:
+    """Moves the evaluator's pipes off 0 and 1 (non-inheritable), pointing 0 and 1 at /dev/null."""
+    control_in, control_out = os.dup(0), os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    return control_in, control_out
+
+
+def _probe(runner: sample.SampleRunner, control_fd: int) -> tuple[str, ...]:
+    """Runs a trivial program; returns the reported features or raises SandboxError."""
+    result = runner.run(job_module.Job("pass"), _PROBE_LIMITS, control_fd)
+    if result.status != job_module.PASSED:
+        raise SandboxError(f"{result.status}: {result.detail}; stderr: {result.stderr_tail[-500:]}")
+    return result.features
+
+
+def _choose_runner(config: dict, control_fd: int) -> tuple[sample.SampleRunner, dict]:
+    """Namespaces if a trivial program passes under them, otherwise the limits alone."""
+    privileged = os.geteuid() == 0
+    if privileged:
+        uid, gid = config["host_uid"], config["host_gid"]
+    else:
+        uid, gid = os.getuid(), os.getgid()
+    last_capability = kernel.last_capability()
+    reason = "disabled by the caller"
+    if config["use_namespaces"]:
+        try:
+            plan = filesystem.plan_file_system(uid, gid)
+            own_pid_namespace = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+            if not (
+                config.get("direct", True)
+                and launch.can_create_pid_namespaces(own_pid_namespace)
+            ):
+                os.close(own_pid_namespace)
+                own_pid_namespace = None
+            runner = sample.SampleRunner(
+                sample.WorkerSetup(
+                    sample.NAMESPACES, uid, gid, privileged, last_capability, plan,
+                    own_pid_namespace,
+                )
+            )
+            features = _probe(runner, control_fd)
+            path = "keeper" if own_pid_namespace is None else "direct"
+            details = {"features": list(features), "hidden": list(plan.hidden), "path": path}
+            return runner, details
+        except (SandboxError, OSError) as error:
+            reason = str(error)
+    mode = sample.SETUID if privileged else sample.SHARED_UID
+    runner = sample.SampleRunner(sample.WorkerSetup(mode, uid, gid, privileged, last_capability))
+    try:
+        _probe(runner, control_fd)
+    except (SandboxError, OSError) as error:
+        raise SandboxError(f"the sandbox cannot run even a trivial program: {error}") from error
+    return runner, {"namespaces_unavailable": reason}
+
+
+def _serve(runner: sample.SampleRunner, control_in: int, control_out: int) -> None:
+    while (request := protocol.receive(control_in)) is not None:
+        job = job_module.Job(**request["job"])
+        limits = job_module.Limits(**request["limits"])
+        try:
+            reply = {"outcome": runner.run(job, limits, control_in).outcome_fields()}
+        except SandboxError as error:
+            reply = {"error": str(error)}
+        protocol.send(control_out, reply)
+
+
+def main(config_json: str) -> None:
+    """Entry point of the worker process; `config_json` comes from pool.Sandbox."""
+    config = json.loads(config_json)
+    control_in, control_out = _take_control_pipes()
+    kernel.set_child_subreaper()
+    for name in PRELOADED_MODULES:
+        importlib.import_module(name)
+    try:
+        runner, details = _choose_runner(config, control_in)
+    except (SandboxError, monitor.ControlLost) as error:
+        protocol.send(control_out, {"fatal": str(error)})
+        return
+    setup = runner.setup
+    if setup.mode != sample.NAMESPACES:
+        for name in PRELOADED_WITHOUT_NAMESPACES:
+            importlib.import_module(name)
+    hello = {"mode": setup.mode, "host_uid": setup.host_uid, "sample_id": launch.SAMPLE_ID}
+    protocol.send(control_out, hello | details)
+    # Everything allocated so far is shared with samples; keep the collector off it.
+    gc.freeze()
+    with contextlib.suppress(monitor.ControlLost):
+        _serve(runner, control_in, control_out)

@@ -1,0 +1,205 @@
+"""The sandbox against hostile completions (adversarial_suite.py), run under outer limits.
+
+The suite runs in a process of its own with a wall-clock limit and inherited rlimits;
+this module owns the marker files, the TCP server and the secret, and checks what
+the suite could not have faked: files, connections, leftover processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.sandbox import adversarial_suite
+
+SUITE = Path(adversarial_suite.__file__)
+SECRET_NAME = "NEO_KERAS_SANDBOX_TEST_SECRET"
+OUTER_TIMEOUT_S = 150
+MARKER_TEXT = "owned by the test\n"
+HOSTILE = sorted(adversarial_suite.HOSTILE)
+
+
+class RecordingServer:
+    """A TCP server on 127.0.0.1 that records every connection and byte it receives."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.2)
+        self.port = self._listener.getsockname()[1]
+        self.connections = 0
+        self.received = b""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                connection, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            self.connections += 1
+            with connection:
+                connection.settimeout(1)
+                with contextlib.suppress(OSError):
+                    self.received += connection.recv(65536)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._listener.close()
+
+
+def processes_matching(uids: set[int], session: int) -> list[str]:
+    """Live processes whose real uid is in `uids` or whose session id is `session`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as f:
+                uid = int(next(line for line in f if line.startswith("Uid:")).split()[1])
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except (OSError, StopIteration):
+            continue
+        fields = stat[stat.rindex(b")") + 2 :].split()
+        if uid in uids or int(fields[3]) == session:
+            found.append(f"{entry}: {stat[:80]!r}")
+    return found
+
+
+@dataclasses.dataclass
+class SuiteRun:
+    report: dict
+    marker: Path
+    marker_dir: Path
+    server: RecordingServer
+    secret: str
+    session: int
+
+
+def _marker_directory() -> Path:
+    # Outside /tmp (which the sample's /tmp hides) and world-writable with a world-writable
+    # marker: only the sandbox, not file permissions, stands between a sample and the file.
+    base = "/var/tmp" if os.path.isdir("/var/tmp") else None
+    directory = Path(tempfile.mkdtemp(prefix="neo-keras-sandbox-marker-", dir=base))
+    directory.chmod(0o777)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def suite_run(tmp_path_factory) -> SuiteRun:
+    marker_dir = _marker_directory()
+    marker = marker_dir / "marker.txt"
+    marker.write_text(MARKER_TEXT)
+    marker.chmod(0o666)
+    server = RecordingServer()
+    secret = secrets.token_hex(16)
+    report_path = tmp_path_factory.mktemp("adversarial") / "report.json"
+    config = {"marker_dir": str(marker_dir), "marker": str(marker), "port": server.port,
+              "secret_name": SECRET_NAME, "report": str(report_path)}
+    process = subprocess.Popen(
+        [sys.executable, str(SUITE), json.dumps(config)],
+        env={**os.environ, SECRET_NAME: secret},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        _, stderr = process.communicate(timeout=OUTER_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        _, stderr = process.communicate()
+        pytest.fail(f"the adversarial suite overran {OUTER_TIMEOUT_S} s: {stderr[-3000:]!r}")
+    finally:
+        server.close()
+    assert process.returncode == 0, stderr.decode(errors="replace")[-5000:]
+    run = SuiteRun(json.loads(report_path.read_text()), marker, marker_dir, server, secret,
+                   process.pid)
+    yield run
+    shutil.rmtree(marker_dir, ignore_errors=True)
+
+
+@pytest.mark.parametrize("name", [*HOSTILE, "kill_everything"])
+def test_hostile_completion_gets_the_right_failing_verdict(suite_run, name):
+    case = suite_run.report["cases"][name]
+    assert case["status"] in suite_run.report["expected"][name], case
+
+
+@pytest.mark.parametrize(
+    ("name", "exception"),
+    [
+        ("double_fork_daemon", "AssertionError"),
+        ("kill_parent", "AssertionError"),
+        ("kill_everything", "AssertionError"),
+        ("tamper_with_marker", "AssertionError"),
+        ("connect_to_server", "AssertionError"),
+        ("reload_os", "AssertionError"),
+        ("thread_outlives_test", "AssertionError"),
+        ("write_10_gb", "OSError"),
+        ("unbounded_recursion", "RecursionError"),
+        ("read_parent_secret", "RuntimeError: None"),
+    ],
+)
+def test_failures_name_the_exception(suite_run, name, exception):
+    # Reaching the test's assertion shows the hostile action did not break the sample's run.
+    assert exception in suite_run.report["cases"][name]["result"]
+
+
+def test_limits_stop_samples_well_before_the_deadline(suite_run):
+    cases = suite_run.report["cases"]
+    for name in ("allocate_50_gb", "write_10_gb", "print_1_gb", "thread_outlives_test",
+                 "sys_exit_before_tests", "os_exit_before_tests"):
+        assert cases[name]["duration_s"] < adversarial_suite.TIMEOUT_S, (name, cases[name])
+    assert cases["print_1_gb"]["stdout_bytes"] <= adversarial_suite.LIMITS.max_output_bytes
+
+
+def test_marker_files_are_untouched(suite_run):
+    assert suite_run.marker.read_text() == MARKER_TEXT
+    assert sorted(p.name for p in suite_run.marker_dir.iterdir()) == ["marker.txt"]
+    assert not suite_run.report["daemon_file_exists"]
+
+
+def test_server_received_nothing(suite_run):
+    assert suite_run.server.connections == 0
+    assert suite_run.server.received == b""
+
+
+def test_secret_never_reaches_a_sample(suite_run):
+    everything = json.dumps(suite_run.report["cases"])
+    assert suite_run.secret not in everything
+    assert "secret: None" in suite_run.report["cases"]["read_parent_secret"]["stdout_head"]
+
+
+def test_kill_everything_ran_only_after_confinement_was_checked(suite_run):
+    confinement = suite_run.report["confinement"]
+    assert confinement["not_root"] and confinement["own_pid_namespace"], confinement
+    assert suite_run.report["cases"]["kill_everything"]["status"] == "failed"
+
+
+def test_no_process_from_the_suite_is_left(suite_run):
+    assert suite_run.report["leftover_processes"] == []
+    uids = set(suite_run.report["sample_uids"])
+    assert processes_matching(uids, suite_run.session) == []
+    assert not [pid for pid in suite_run.report["worker_pids"] if Path(f"/proc/{pid}").exists()]
+
+
+def test_evaluator_survives_and_a_correct_sample_still_passes(suite_run):
+    assert suite_run.report["evaluator_alive"]
+    assert suite_run.report["workers_unchanged"]
+    assert suite_run.report["correct_after"]["status"] == "passed"

@@ -1,0 +1,79 @@
+"""Workers and evaluators that die: nothing a sample started may outlive them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from neo_keras.evaluation.sandbox import Job, Limits, Sandbox
+
+LIMITS = Limits(timeout_s=30.0)
+# Leaves a daemon behind as well, to be sure the whole tree goes.
+SLEEPER = (
+    "import os, time\n"
+    "if os.fork() == 0:\n"
+    "    os.setsid()\n"
+    "    time.sleep(600)\n"
+    "time.sleep(600)\n"
+)
+
+
+def processes_of(uids: set[int]) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and os.stat(f"/proc/{entry}").st_uid in uids:
+                found.append(int(entry))
+        except FileNotFoundError:
+            continue
+    return found
+
+
+def wait_until(condition, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def test_a_killed_worker_is_replaced_and_its_sample_reported_crashed():
+    with Sandbox(limits=LIMITS, workers=1) as sandbox:
+        uids = set(sandbox.sample_uids)
+        outcomes = []
+        runner = threading.Thread(target=lambda: outcomes.append(sandbox.run(Job(SLEEPER))))
+        runner.start()
+        assert wait_until(lambda: len(processes_of(uids)) == 2)
+        os.kill(sandbox._workers[0].process.pid, signal.SIGKILL)
+        runner.join(timeout=10)
+        assert outcomes and outcomes[0].status == "crashed"
+        assert "worker died" in outcomes[0].result
+        assert wait_until(lambda: processes_of(uids) == [])
+        assert sandbox.run(Job("print('still here')")).stdout == b"still here\n"
+
+
+def test_when_the_evaluator_dies_its_workers_and_samples_go_too(tmp_path):
+    evaluator = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys\n"
+         "from neo_keras.evaluation.sandbox import Job, Limits, Sandbox\n"
+         "sandbox = Sandbox(limits=Limits(timeout_s=30.0), workers=1)\n"
+         "print(sandbox.sample_uids[0], sandbox._workers[0].process.pid, flush=True)\n"
+         f"sandbox.run(Job({SLEEPER!r}))\n"],
+        stdout=subprocess.PIPE,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        uid, worker = map(int, evaluator.stdout.readline().split())
+        assert wait_until(lambda: len(processes_of({uid})) == 2, timeout_s=30)
+    finally:
+        evaluator.kill()
+        evaluator.wait()
+    assert wait_until(lambda: processes_of({uid}) == [])
+    assert wait_until(lambda: not Path(f"/proc/{worker}").exists())

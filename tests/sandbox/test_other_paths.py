@@ -1,0 +1,118 @@
+"""The paths this machine would not take on its own: limits only, and the keeper process.
+
+Limits only is what a machine without namespaces gets; the keeper is what a worker
+that may not create PID namespaces itself (not real root) uses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+import warnings
+
+import pytest
+
+from neo_keras.evaluation.sandbox import IsolationUnavailableError, Job, Limits, Sandbox, pool
+
+LIMITS = Limits(timeout_s=1.0, max_processes=16)
+DAEMON = (
+    "import os, time\n"
+    "if os.fork() == 0:\n"
+    "    os.setsid()\n"
+    "    if os.fork() == 0:\n"
+    "        time.sleep(60)\n"
+    "    os._exit(0)\n"
+    "print(os.getcwd(), os.getuid())\n"
+)
+FORK_BOMB = (
+    "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+)
+
+
+def live_processes_of(uids: set[int]) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and os.stat(f"/proc/{entry}").st_uid in uids:
+                found.append(int(entry))
+        except FileNotFoundError:
+            continue
+    return found
+
+
+@pytest.fixture(scope="module")
+def limits_only():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with Sandbox(limits=LIMITS, workers=2, use_namespaces=False) as sandbox:
+            yield sandbox
+
+
+def test_limits_only_is_described_and_warned_once(monkeypatch):
+    monkeypatch.setattr(pool, "_warned_about_isolation", False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            with Sandbox(limits=LIMITS, workers=1, use_namespaces=False) as sandbox:
+                assert sandbox.isolation.startswith("limits only (namespaces unavailable")
+    assert len(caught) == 1
+    assert "without namespaces" in str(caught[0].message)
+
+
+def test_require_isolation_turns_the_warning_into_an_error():
+    with pytest.raises(IsolationUnavailableError, match="--require_isolation"):
+        Sandbox(limits=LIMITS, workers=1, use_namespaces=False, require_isolation=True)
+
+
+def test_limits_only_runs_as_an_unused_uid_and_removes_its_directory(limits_only):
+    outcome = limits_only.run(Job(DAEMON))
+    assert outcome.passed, outcome.stderr_tail
+    work_directory, uid = outcome.stdout.decode().split()
+    assert int(uid) in limits_only.sample_uids and int(uid) != 0
+    assert not os.path.exists(work_directory)
+
+
+def test_limits_only_leaves_no_daemon_or_fork_bomb_behind(limits_only):
+    outcomes = limits_only.run_many([Job(DAEMON), Job(FORK_BOMB)], progress=False)
+    assert [outcome.status for outcome in outcomes] == ["passed", "timeout"]
+    assert live_processes_of(set(limits_only.sample_uids)) == []
+
+
+def test_limits_only_verdicts(limits_only):
+    programs = ["assert False\n", "import sys\nsys.exit(0)\n", "while True:\n    pass\n",
+                "x = bytearray(8 * 1024 ** 3)\n"]
+    outcomes = limits_only.run_many([Job(p) for p in programs], progress=False)
+    assert [o.status for o in outcomes] == ["failed", "crashed", "timeout", "memory_limit"]
+
+
+@pytest.fixture(scope="module")
+def keeper_worker():
+    worker = pool._Worker(host_id=pool._unused_host_ids(1)[0], use_namespaces=True, direct=False)
+    yield worker, worker.read_hello()
+    worker.stop()
+
+
+def run_on(worker: pool._Worker, job: Job) -> dict:
+    reply = worker.request({"job": dataclasses.asdict(job), "limits": dataclasses.asdict(LIMITS)})
+    return reply["outcome"]
+
+
+def test_keeper_path_isolates_like_the_direct_one(keeper_worker):
+    worker, hello = keeper_worker
+    assert (hello["mode"], hello["path"]) == ("namespaces", "keeper")
+    assert "own /proc" in hello["features"]
+    program = "import os\nprint(os.getpid(), os.getuid(), os.listdir('/proc/1/task'))\n"
+    outcome = run_on(worker, Job(program))
+    assert (outcome["status"], outcome["stdout"]) == ("passed", b"1 1000 ['1']\n")
+
+
+def test_keeper_path_leaves_nothing_behind(keeper_worker):
+    worker, _ = keeper_worker
+    started = time.monotonic()
+    assert run_on(worker, Job(DAEMON))["status"] == "passed"
+    assert run_on(worker, Job(FORK_BOMB))["status"] == "timeout"
+    assert run_on(worker, Job("import time\ntime.sleep(30)\n"))["status"] == "timeout"
+    assert time.monotonic() - started < 10 * LIMITS.timeout_s
+    # Keepers of finished samples may still be tearing their namespaces down; samples may not.
+    assert live_processes_of({worker.host_id}) == []

