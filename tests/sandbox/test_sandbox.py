@@ -154,6 +154,37 @@ def test_each_sample_gets_a_fresh_tmp(sandbox):
     assert all(outcome.passed for outcome in outcomes), outcomes
 
 
+def test_shared_memory_does_not_outlive_its_sample(sandbox):
+    creator = (
+        "from multiprocessing import resource_tracker, shared_memory\n"
+        "memory = shared_memory.SharedMemory('neo-keras-left-over', create=True, size=64)\n"
+        "resource_tracker.unregister(memory._name, 'shared_memory')\n"
+    )
+    finder = (
+        "from multiprocessing import shared_memory\n"
+        "try:\n"
+        "    shared_memory.SharedMemory('neo-keras-left-over')\n"
+        "except FileNotFoundError:\n"
+        "    print('gone')\n"
+    )
+    outcomes = sandbox.run_many([Job(creator), Job(finder), Job(finder)], progress=False)
+    assert [o.status for o in outcomes] == ["passed"] * 3, outcomes
+    assert [o.stdout for o in outcomes[1:]] == [b"gone\n"] * 2
+
+
+def test_samples_cannot_create_namespaces_or_regain_privileges(sandbox):
+    program = (
+        "import ctypes, os\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "print(libc.unshare(0x10000000), libc.unshare(0x20000), os.geteuid())\n"
+        "print(open('/proc/self/status').read().split('CapEff:')[1].split()[0])\n"
+        "print(os.system('su -c id root 2>/dev/null || sudo -n id 2>/dev/null') != 0)\n"
+    )
+    outcome = sandbox.run(Job(program))
+    assert outcome.passed, outcome.stderr_tail
+    assert outcome.stdout.decode().split() == ["-1", "-1", "1000", "0000000000000000", "True"]
+
+
 def test_run_many_returns_outcomes_in_job_order(sandbox):
     jobs = [Job(f"import time\ntime.sleep({0.05 * (i % 3)})\nprint({i})\n") for i in range(12)]
     outcomes = sandbox.run_many(jobs, progress=True)
