@@ -10,6 +10,7 @@ import pytest
 import tensorflow_datasets as tfds
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from neo_keras.data import code_corpus
 from neo_keras.data.builder_support import EmptySplitError, ManualDataError
 from tests.data import fixtures
 from tests.data.builders import builder_module
@@ -80,8 +81,10 @@ def test_skip_counts_are_logged_in_metadata_and_survive_a_reload(
     {"dedup": False},
 ], ids=["dedup_sampled", "full"])
 def test_beam_builds_exactly_what_one_process_builds(
-        tmp_path, codeclippy_corpus, tokenizer_dir, config_values):
-    # Short blocks, so documents straddle blocks and several blocks come from each shard.
+        tmp_path, codeclippy_corpus, tokenizer_dir, config_values, monkeypatch):
+    # Short blocks and tiny packing groups, so documents straddle blocks, and several groups
+    # and blocks come from each shard.
+    monkeypatch.setattr(code_corpus, "GROUP_BYTES", 64)
     local = build(tmp_path / "local", codeclippy_corpus, tokenizer_dir, "t_same",
                   sequence_length=16, **config_values)
     beam = build(tmp_path / "beam", codeclippy_corpus, tokenizer_dir, "t_same", beam=True,
