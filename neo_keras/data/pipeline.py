@@ -7,9 +7,9 @@ is a training target. Shapes are static.
 
 The data position is reproducible: epoch e reads the split's files and examples in an order
 fixed by `(seed, e)`, and each epoch is `steps_per_epoch` whole batches. Training can therefore
-resume at any step with the same stream, by passing the step reached as `start_step` (with the
-same seed, batch size and TensorFlow global seed); the skipped examples are read but not
-decoded.
+resume at any step with the same stream, by passing the step reached as `start_step` with the
+same seed and batch size (the shuffles are stateless: TensorFlow's global seed does not enter);
+the skipped examples are read but not decoded.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def make_training_dataset(name_or_builder: str | tfds.core.DatasetBuilder,
         seed: fixes the order of every epoch.
         repeat: go on for ever; otherwise one epoch.
         start_step: global batches already consumed: the stream starts where it left off.
-        shuffle_buffer: examples in the shuffle buffer.
+        shuffle_buffer: examples shuffled together, in consecutive blocks of this many.
     """
     builder = load_prepared_builder(name_or_builder, data_dir)
     files, num_examples = _token_split_files(builder, split)
