@@ -14,6 +14,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from neo_keras.training.strategy import is_tpu
+
 
 def token_cross_entropy(labels, logits):
     """Per-position cross-entropy in float32, `[B, T]`."""
@@ -111,6 +113,9 @@ class CausalLMTrainer(keras.Model):
             return i + 1, gradients, loss_sum + weighted
 
         zeros = [tf.zeros(v.shape, dtype=v.dtype) for v in variables]
+        if steps == 1:
+            _, gradients, loss_sum = micro_step(0, zeros, tf.constant(0.0))
+            return gradients, loss_sum
         _, gradients, loss_sum = tf.while_loop(
             lambda i, *_: i < steps,
             micro_step,
@@ -177,9 +182,13 @@ class CausalLMTrainer(keras.Model):
             return self.train_function
         strategy = self.distribute_strategy
         steps = self.steps_per_execution
+        train_step = self.train_step
+        if self.xla and strategy.num_replicas_in_sync == 1 and not is_tpu(strategy):
+            # One replica: no collectives, so the optimizer update compiles with the rest.
+            train_step = tf.function(self.train_step, jit_compile=True)
 
         def one_step(iterator):
-            outputs = strategy.run(self.train_step, args=(next(iterator),))
+            outputs = strategy.run(train_step, args=(next(iterator),))
             # Every replica holds the same global values after the all-reduce.
             return tf.nest.map_structure(
                 lambda v: strategy.experimental_local_results(v)[0], outputs

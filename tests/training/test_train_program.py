@@ -18,6 +18,7 @@ import tensorflow_datasets as tfds
 from absl import flags
 
 from neo_keras import GPTNeoCausalLM
+from neo_keras.data.builder_support import token_features
 from neo_keras.data.pipeline import DatasetNotBuiltError
 from neo_keras.training.run import ConfigurationError, TrainConfig, train
 from tests.models.hf_fixtures import train_tokenizer
@@ -33,7 +34,7 @@ def counting_examples(count: int, seed: int):
     ids = [
         ((rng.integers(0, 30) + np.arange(LENGTH)) % 30 + 1).astype("int32") for _ in range(count)
     ]
-    ones = np.ones(LENGTH, "int32")
+    ones = np.ones(LENGTH, "uint8")
     return tf.data.Dataset.from_tensor_slices(
         {
             "input_ids": np.stack(ids),
@@ -46,9 +47,7 @@ def counting_examples(count: int, seed: int):
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> str:
     directory = str(tmp_path_factory.mktemp("tfds"))
-    features = tfds.features.FeaturesDict(
-        {name: tfds.features.Tensor(shape=(LENGTH,), dtype=np.int32) for name in FEATURES}
-    )
+    features = token_features(LENGTH)
     tfds.dataset_builders.store_as_tfds_dataset(
         name="counting",
         version="1.0.0",
