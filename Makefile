@@ -23,8 +23,14 @@ test: $(STAMP) lint
 demo: $(STAMP)
 	$(PY) -m neo_keras.demo
 
+# Each benchmark prints its figures beside its peer's, measured in the same run.
 bench: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[test,bench]"
 	$(PY) benchmarks/forward.py
+	$(PY) benchmarks/train.py
+	$(PY) benchmarks/generate.py
+	$(PY) benchmarks/execute.py
+	$(PY) benchmarks/data.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
