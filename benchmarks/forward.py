@@ -23,7 +23,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import torch  # noqa: E402
-from transformers import GPTNeoConfig, GPTNeoForCausalLM  # noqa: E402
+from reference import random_reference_model  # noqa: E402
+from transformers import GPTNeoForCausalLM  # noqa: E402
 
 from neo_keras import GPTNeoCausalLM  # noqa: E402
 from neo_keras.models.gpt_neo import presets  # noqa: E402
@@ -37,24 +38,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=3, help="timed steps after one warm-up")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     return parser.parse_args()
-
-
-def torch_reference(size: str) -> GPTNeoForCausalLM:
-    config = presets.backbone_config(size)
-    attention_types = [[["global", "local"], config["num_layers"] // 2]]
-    torch.manual_seed(0)
-    model = GPTNeoForCausalLM(
-        GPTNeoConfig(
-            vocab_size=config["vocabulary_size"],
-            max_position_embeddings=config["max_sequence_length"],
-            hidden_size=config["hidden_dim"],
-            num_layers=config["num_layers"],
-            num_heads=config["num_heads"],
-            attention_types=attention_types,
-            window_size=config["window_size"],
-        )
-    )
-    return model
 
 
 def keras_twin(torch_model: GPTNeoForCausalLM, dtype: str) -> GPTNeoCausalLM:
@@ -120,7 +103,7 @@ def main() -> None:
     weights[:, -1] = 0
     torch_ids = torch.from_numpy(token_ids).long()
 
-    torch_model = torch_reference(args.size)
+    torch_model = random_reference_model(args.size)
     keras_model = keras_twin(torch_model, args.dtype)
     if args.dtype == "bfloat16":
         torch_model.to(torch.bfloat16)

@@ -25,7 +25,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import torch  # noqa: E402
-from transformers import GPTNeoConfig, GPTNeoForCausalLM  # noqa: E402
+from reference import random_reference_model  # noqa: E402
+from transformers import GPTNeoForCausalLM  # noqa: E402
 
 from neo_keras import GPTNeoCausalLM  # noqa: E402
 from neo_keras.models.gpt_neo import presets  # noqa: E402
@@ -41,22 +42,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=3, help="timed steps after one warm-up")
     parser.add_argument("--precisions", default="float32,bfloat16")
     return parser.parse_args()
-
-
-def reference_model(size: str) -> GPTNeoForCausalLM:
-    config = presets.backbone_config(size)
-    torch.manual_seed(0)
-    return GPTNeoForCausalLM(
-        GPTNeoConfig(
-            vocab_size=config["vocabulary_size"],
-            max_position_embeddings=config["max_sequence_length"],
-            hidden_size=config["hidden_dim"],
-            num_layers=config["num_layers"],
-            num_heads=config["num_heads"],
-            attention_types=[[["global", "local"], config["num_layers"] // 2]],
-            window_size=config["window_size"],
-        )
-    )
 
 
 def keras_step(checkpoint_dir: str, precision: str, batch):
@@ -122,7 +107,7 @@ def main() -> None:
         f"{'ratio':>8}"
     )
     with tempfile.TemporaryDirectory() as checkpoint_dir:
-        reference_model(args.size).save_pretrained(checkpoint_dir)
+        random_reference_model(args.size).save_pretrained(checkpoint_dir)
         for precision in args.precisions.split(","):
             ours_fn, causal_lm = keras_step(checkpoint_dir, precision, batch)
             flops = flops_per_token(causal_lm.backbone, args.sequence_length)
