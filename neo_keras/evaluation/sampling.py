@@ -1,10 +1,11 @@
 """Batched, XLA-compiled sampling of completions that end at string stop sequences.
 
 Rows (prompt x sample) are sorted by prompt length and packed into batches of a fixed size;
-each batch's length is its longest prompt plus `max_new_tokens`, rounded up to a multiple of
-`bucket_size`, so the compiled functions are traced once per bucket, not per prompt. Prompts are
-right-padded: every row keeps its own prompt tokens and samples from its first padded position
-on, exactly as it would alone.
+each batch's longest prompt is rounded up to a multiple of `bucket_size` (its bucket) and
+`max_new_tokens` added, so the compiled functions are traced once per bucket, not per prompt.
+Prompts are right-padded: every row keeps its own prompt tokens and samples from its first
+padded position on, exactly as it would alone. Each distinct prompt of a batch runs through the
+model once; its samples start from copies of its key/value cache.
 
 Decoding runs in chunks of `chunk_size` steps inside one compiled loop with the key/value
 cache carried from chunk to chunk. After each chunk the host decodes the new text of every
@@ -24,6 +25,7 @@ import tensorflow as tf
 from keras import ops
 from tqdm.auto import tqdm
 
+from neo_keras.evaluation.nucleus import NucleusSampler
 from neo_keras.evaluation.stop_sequences import cut_at_stop, find_stop
 
 STOP_SEQUENCE = "stop_sequence"
@@ -63,13 +65,13 @@ class SamplingSettings:
 
 
 def make_sampler(settings: SamplingSettings) -> keras_hub.samplers.Sampler:
-    """The keras-hub sampler that implements `settings`."""
+    """The keras-hub sampler that implements `settings` (top-p without a full sort)."""
     samplers = keras_hub.samplers
     if settings.greedy:
         return samplers.GreedySampler()
     common = {"seed": settings.seed, "temperature": settings.temperature}
     if settings.top_p < 1:
-        return samplers.TopPSampler(p=settings.top_p, k=settings.top_k or None, **common)
+        return NucleusSampler(p=settings.top_p, k=settings.top_k or None, **common)
     if settings.top_k:
         return samplers.TopKSampler(k=settings.top_k, **common)
     return samplers.RandomSampler(**common)
@@ -130,6 +132,12 @@ class _Batch:
     prompt_mask: np.ndarray  # [batch, length], True on prompt tokens
     prompt_lengths: np.ndarray  # [batch]
     finished: np.ndarray  # [batch]; filler rows start finished
+    distinct_prompts: np.ndarray  # [distinct, prompt bucket]: each prompt of the batch once
+    sources: np.ndarray  # [batch]: the row of `distinct_prompts` each row's prompt is
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (*self.token_ids.shape, *self.distinct_prompts.shape)
 
 
 class CompletionGenerator:
@@ -206,14 +214,28 @@ class CompletionGenerator:
         self._initial_sampler_state = [np.array(v.numpy()) for v in sampler.variables]
         self._prefill = tf.function(self._prefill_step, jit_compile=jit_compile)
         self._decode = tf.function(self._decode_steps, jit_compile=jit_compile)
-        self._compiled_shapes: set[tuple[int, int]] = set()
+        self._compiled_shapes: set[tuple[int, ...]] = set()
 
     # ------------------------------------------------------------------ compiled steps
 
-    def _prefill_step(self, token_ids):
-        # Keras-hub convention: the model builds and seeds its own key/value cache.
-        _, cache = self.model._build_cache(token_ids)
-        return cache
+    def _prefill_step(self, distinct_prompts, sources, token_ids):
+        """The key/value cache of every row, computed once per distinct prompt.
+
+        The samples of a prompt share its prompt's cache, so the prompt runs through the
+        model once rather than once per sample.
+        """
+        backbone = self.model.backbone
+        shape = [
+            ops.shape(distinct_prompts)[0],
+            backbone.num_layers,
+            2,
+            ops.shape(token_ids)[1],
+            backbone.num_heads,
+            backbone.head_dim,
+        ]
+        cache = ops.zeros(shape, dtype=self.model.compute_dtype)
+        _, _, cache = self.model.call_with_cache(distinct_prompts, cache, 0)
+        return ops.take(cache, sources, axis=0)
 
     def _decode_steps(self, token_ids, cache, index, prompt_mask, row_ends, finished):
         """Up to `chunk_size` steps from position `index`; stops early once all rows finished."""
@@ -274,10 +296,12 @@ class CompletionGenerator:
         order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
         rows = [(i, s) for i in order for s in range(num_samples)]
         batch_size = min(self.batch_size, len(rows)) or 1
+        # Consecutive rows hold the samples of one prompt, so few prompts share a batch.
+        distinct = min(batch_size, -(-(batch_size - 1) // num_samples) + 1)
         results: list[list[Completion | None]] = [[None] * num_samples for _ in prompts]
         with tqdm(total=len(rows), desc="generating", unit="sample", disable=not progress) as bar:
             for start in range(0, len(rows), batch_size):
-                batch = self._pack(rows[start : start + batch_size], encoded, batch_size)
+                batch = self._pack(rows[start : start + batch_size], encoded, batch_size, distinct)
                 completions = self._run(batch, tuple(stop_sequences))
                 for (prompt, sample), completion in zip(batch.rows, completions, strict=True):
                     results[prompt][sample] = completion
@@ -296,50 +320,69 @@ class CompletionGenerator:
             tokens = tokens[-room:]  # Keep the end: it is what the completion continues.
         return [int(t) for t in tokens]
 
-    def _pack(self, rows, encoded, batch_size: int) -> _Batch:
-        lengths = [len(encoded[prompt]) for prompt, _ in rows]
-        needed = max(lengths) + self.max_new_tokens
-        length = min(-(-needed // self.bucket_size) * self.bucket_size, self.max_length)
+    def _pack(self, rows, encoded, batch_size: int, distinct: int) -> _Batch:
+        """Right-pads the prompts of `rows` to the batch's bucket (the longest prompt rounded
+        up to `bucket_size`) plus `max_new_tokens`; filler rows repeat the last real row."""
+        prompts = [prompt for prompt, _ in rows]
+        prompts += [prompts[-1]] * (batch_size - len(rows))
+        longest = max(len(encoded[prompt]) for prompt in prompts)
+        bucket = -(-longest // self.bucket_size) * self.bucket_size
+        length = min(bucket + self.max_new_tokens, self.max_length)
+        bucket = min(bucket, length)
         token_ids = np.full((batch_size, length), self.pad_token_id, "int32")
         prompt_mask = np.zeros((batch_size, length), bool)
-        prompt_lengths = np.zeros(batch_size, "int32")
-        finished = np.zeros(batch_size, bool)
-        for r in range(batch_size):
-            # Filler rows repeat the last real row, so they never lower the start position.
-            prompt = encoded[rows[min(r, len(rows) - 1)][0]]
-            token_ids[r, : len(prompt)] = prompt
-            prompt_mask[r, : len(prompt)] = True
-            prompt_lengths[r] = len(prompt)
-            finished[r] = r >= len(rows)
-        return _Batch(list(rows), token_ids, prompt_mask, prompt_lengths, finished)
+        prompt_lengths = np.array([len(encoded[prompt]) for prompt in prompts], "int32")
+        for r, prompt in enumerate(prompts):
+            token_ids[r, : prompt_lengths[r]] = encoded[prompt]
+            prompt_mask[r, : prompt_lengths[r]] = True
+        unique = list(dict.fromkeys(prompts))
+        sources = np.array([unique.index(prompt) for prompt in prompts], "int32")
+        unique += [unique[-1]] * (distinct - len(unique))
+        distinct_prompts = np.full((distinct, bucket), self.pad_token_id, "int32")
+        for i, prompt in enumerate(unique):
+            distinct_prompts[i, : len(encoded[prompt])] = encoded[prompt]
+        return _Batch(
+            rows=list(rows),
+            token_ids=token_ids,
+            prompt_mask=prompt_mask,
+            prompt_lengths=prompt_lengths,
+            finished=np.arange(batch_size) >= len(rows),
+            distinct_prompts=distinct_prompts,
+            sources=sources,
+        )
 
     def _compile_for(self, batch: _Batch, inputs: dict) -> None:
         """Traces and compiles both steps for a new shape, timing it apart from generation."""
-        shape = batch.token_ids.shape
-        if shape in self._compiled_shapes:
+        if batch.shape in self._compiled_shapes:
             return
         started = time.perf_counter()
-        cache = self._prefill(inputs["token_ids"])
+        cache = self._prefill(*inputs["prefill"])
         # An index at the end runs the loop zero times: compilation without decoding.
-        end = tf.constant(shape[1], tf.int32)
+        end = tf.constant(batch.token_ids.shape[1], tf.int32)
         finished = tf.constant(batch.finished)
         self._decode(inputs["token_ids"], cache, end, *inputs["rest"], finished)[0].numpy()
-        self.stats.compile_seconds[f"{shape[0]}x{shape[1]}"] = round(
-            time.perf_counter() - started, 3
-        )
-        self._compiled_shapes.add(shape)
+        name = "x".join(str(n) for n in batch.token_ids.shape)
+        self.stats.compile_seconds[name] = round(time.perf_counter() - started, 3)
+        self._compiled_shapes.add(batch.shape)
 
     def _run(self, batch: _Batch, stop_sequences: tuple[str, ...]) -> list[Completion]:
         real = len(batch.rows)
-        row_ends = batch.prompt_lengths + self.max_new_tokens
+        token_ids = tf.constant(batch.token_ids)
         inputs = {
-            "token_ids": tf.constant(batch.token_ids),
-            "rest": (tf.constant(batch.prompt_mask), tf.constant(row_ends)),
+            "token_ids": token_ids,
+            "prefill": (
+                tf.constant(batch.distinct_prompts),
+                tf.constant(batch.sources),
+                token_ids,
+            ),
+            "rest": (
+                tf.constant(batch.prompt_mask),
+                tf.constant(batch.prompt_lengths + self.max_new_tokens),
+            ),
         }
         self._compile_for(batch, inputs)
         started = time.perf_counter()
-        token_ids = inputs["token_ids"]
-        cache = self._prefill(token_ids)
+        cache = self._prefill(*inputs["prefill"])
         index = tf.constant(int(batch.prompt_lengths[:real].min()), tf.int32)
         finished = batch.finished.copy()
         completions: list[Completion | None] = [None] * real

@@ -45,11 +45,13 @@ def alone(greedy):
 
 
 def test_padding_does_not_change_what_a_prompt_generates(greedy, alone):
-    together = greedy.generate(PROMPTS)
-    for prompt, [completion] in zip(PROMPTS, together, strict=True):
-        assert completion == alone[prompt], prompt
-        assert completion.num_tokens == NEW_TOKENS
-        assert completion.stop_reason == LENGTH
+    # Three samples each: batches mix prompts of different lengths, and samples of a prompt
+    # start from copies of one prompt cache.
+    together = greedy.generate(PROMPTS, num_samples=3)
+    for prompt, completions in zip(PROMPTS, together, strict=True):
+        assert completions == [alone[prompt]] * 3, prompt
+        assert alone[prompt].num_tokens == NEW_TOKENS
+        assert alone[prompt].stop_reason == LENGTH
 
 
 def test_greedy_matches_the_models_own_generate(model, alone):
@@ -119,12 +121,12 @@ def test_same_seed_same_samples(model):
 
 def test_compiled_once_per_shape_bucket(model):
     generator = make_generator(model, batch_size=2, bucket_size=32)
-    generator.generate(PROMPTS)  # prompt lengths 1..9 tokens: all fit the 32-token bucket
-    generator.generate(["y = 1\n", "print(x)\n", "z"], num_samples=2)
+    generator.generate(PROMPTS, num_samples=3)  # 1..9 tokens: all in the 32-token bucket
+    generator.generate(["y = 1\n", "print(x)\n", "z"], num_samples=3)
     assert generator._decode.experimental_get_tracing_count() == 1
     assert generator._prefill.experimental_get_tracing_count() == 1
-    assert list(generator.stats.compile_seconds) == ["2x32"]
-    assert generator.stats.batches == 2 + 3
+    assert list(generator.stats.compile_seconds) == [f"2x{32 + NEW_TOKENS}"]
+    assert generator.stats.batches == 6 + 5
     assert generator.stats.generated_tokens > 0
 
 
@@ -138,7 +140,7 @@ def test_a_prompt_too_long_keeps_its_end(greedy):
 
 def test_sampler_settings():
     assert type(make_sampler(SamplingSettings(greedy=True))).__name__ == "GreedySampler"
-    assert type(make_sampler(SamplingSettings(top_p=0.9, top_k=40))).__name__ == "TopPSampler"
+    assert type(make_sampler(SamplingSettings(top_p=0.9, top_k=40))).__name__ == "NucleusSampler"
     assert type(make_sampler(SamplingSettings(top_k=40))).__name__ == "TopKSampler"
     assert type(make_sampler(SamplingSettings(temperature=0.5))).__name__ == "RandomSampler"
     with pytest.raises(ValueError, match="temperature"):

@@ -1,0 +1,188 @@
+"""Sampling throughput of the evaluator's generator beside `transformers` `generate()`, one run.
+
+Both sides get the same 125M-shaped GPT-Neo with the same random weights, the same HumanEval
+prompts, the same sampling settings (temperature, top-p) and `--num_samples` completions of
+exactly `--max_new_tokens` tokens per prompt (no stops, so both do the same work), in batches
+of `--batch_size` rows. `transformers` runs with its key/value cache, left-padded batches and
+`num_return_sequences`, in eager PyTorch as its users run it. Prints generated tokens per second
+for each, their ratio, and the XLA compile time (paid once per shape bucket) separately.
+
+The prompts are tokenized with a byte-level BPE trained here on the HumanEval prompts (no
+download); pass --tokenizer DIR (vocab.json + merges.txt, e.g. GPT-2's) to use another.
+
+    python benchmarks/generate.py                      # 4 problems x 10 samples x 128 tokens
+    python benchmarks/generate.py --problems 164 --dtype bfloat16      # on an accelerator
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import tempfile
+import time
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf  # noqa: E402
+import torch  # noqa: E402
+from tokenizers import ByteLevelBPETokenizer  # noqa: E402
+from transformers import GPTNeoConfig, GPTNeoForCausalLM, PreTrainedTokenizerFast  # noqa: E402
+
+from neo_keras import GPTNeoCausalLM  # noqa: E402
+from neo_keras.evaluation.humaneval import load_problems  # noqa: E402
+from neo_keras.evaluation.sampling import (  # noqa: E402
+    CompletionGenerator,
+    SamplingSettings,
+    make_sampler,
+)
+from neo_keras.models.gpt_neo import presets  # noqa: E402
+
+END_OF_TEXT = "<|endoftext|>"
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="gpt_neo_125m", choices=sorted(presets.BACKBONE_CONFIGS))
+    parser.add_argument("--problems", type=int, default=4, help="first N HumanEval problems")
+    parser.add_argument("--num_samples", type=int, default=10)
+    parser.add_argument("--max_new_tokens", type=int, default=128)
+    parser.add_argument("--batch_size", type=int, default=20, help="rows per batch")
+    parser.add_argument("--temperature", type=float, default=0.8)
+    parser.add_argument("--top_p", type=float, default=0.95)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--tokenizer", help="directory with vocab.json and merges.txt")
+    parser.add_argument(
+        "--no_xla_too", action="store_true", help="also time the generator without XLA"
+    )
+    args = parser.parse_args()
+    if args.batch_size % args.num_samples:
+        parser.error("--batch_size must be a multiple of --num_samples (whole problems).")
+    return args
+
+
+def write_tokenizer(directory: str, prompts: list[str], source: str | None) -> None:
+    if source:
+        for name in ("vocab.json", "merges.txt"):
+            shutil.copy(os.path.join(source, name), directory)
+        return
+    tokenizer = ByteLevelBPETokenizer()
+    tokenizer.train_from_iterator(prompts, vocab_size=8192, special_tokens=[END_OF_TEXT])
+    tokenizer.save_model(directory)
+
+
+def reference_model(size: str, vocabulary_size: int) -> GPTNeoForCausalLM:
+    config = presets.backbone_config(size)
+    torch.manual_seed(0)
+    return GPTNeoForCausalLM(
+        GPTNeoConfig(
+            vocab_size=max(config["vocabulary_size"], vocabulary_size),
+            max_position_embeddings=config["max_sequence_length"],
+            hidden_size=config["hidden_dim"],
+            num_layers=config["num_layers"],
+            num_heads=config["num_heads"],
+            attention_types=[[["global", "local"], config["num_layers"] // 2]],
+            window_size=config["window_size"],
+            bos_token_id=0,
+            eos_token_id=0,
+        )
+    ).eval()
+
+
+def time_ours(model, args, prompts, jit_compile: bool) -> tuple[float, dict]:
+    settings = SamplingSettings(temperature=args.temperature, top_p=args.top_p, seed=0)
+    generator = CompletionGenerator(
+        model,
+        make_sampler(settings),
+        max_new_tokens=args.max_new_tokens,
+        stop_token_ids=(),  # exactly max_new_tokens per row, like the reference
+        batch_size=args.batch_size,
+        jit_compile=jit_compile,
+    )
+    completions = generator.generate(prompts, args.num_samples)
+    stats = generator.stats
+    assert all(c.num_tokens == args.max_new_tokens for row in completions for c in row)
+    return stats.tokens_per_second, stats.compile_seconds
+
+
+def time_reference(model, tokenizer, args, prompts) -> float:
+    per_call = args.batch_size // args.num_samples
+    options = {
+        "do_sample": True,
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "top_k": 0,
+        "max_new_tokens": args.max_new_tokens,
+        "min_new_tokens": args.max_new_tokens,
+        "num_return_sequences": args.num_samples,
+        "use_cache": True,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+
+    def generate(batch: list[str]) -> int:
+        inputs = tokenizer(batch, return_tensors="pt", padding=True)
+        with torch.no_grad():
+            output = model.generate(**inputs, **options)
+        return int(output.shape[0]) * (output.shape[1] - inputs["input_ids"].shape[1])
+
+    torch.manual_seed(0)
+    generate(prompts[:1])  # warm-up
+    # Prompts sorted by length, as the generator batches them.
+    ordered = sorted(prompts, key=lambda p: len(tokenizer(p)["input_ids"]))
+    started, tokens = time.perf_counter(), 0
+    for start in range(0, len(ordered), per_call):
+        tokens += generate(ordered[start : start + per_call])
+    return tokens / (time.perf_counter() - started)
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(os.cpu_count() or 1)
+    prompts = [p.prompt for p in load_problems()[: args.problems]]
+    with tempfile.TemporaryDirectory() as directory:
+        write_tokenizer(directory, [p.prompt for p in load_problems()], args.tokenizer)
+        tokenizer = PreTrainedTokenizerFast(
+            tokenizer_object=ByteLevelBPETokenizer(
+                os.path.join(directory, "vocab.json"), os.path.join(directory, "merges.txt")
+            )._tokenizer,
+            eos_token=END_OF_TEXT,
+            pad_token=END_OF_TEXT,
+            padding_side="left",
+        )
+        reference = reference_model(args.size, len(tokenizer))
+        reference.save_pretrained(directory)
+        policy = "mixed_bfloat16" if args.dtype == "bfloat16" else "float32"
+        ours = GPTNeoCausalLM.from_preset(directory, dtype=policy)
+    if args.dtype == "bfloat16":
+        reference.to(torch.bfloat16)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    reference.to(device)
+
+    lengths = [len(tokenizer(p)["input_ids"]) for p in prompts]
+    print(
+        f"{args.size} ({args.dtype}), {len(prompts)} HumanEval prompts of {min(lengths)}-"
+        f"{max(lengths)} tokens x {args.num_samples} samples x {args.max_new_tokens} new tokens, "
+        f"batches of {args.batch_size} rows, temperature {args.temperature}, top-p {args.top_p}"
+    )
+    print(
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"TF {tf.__version__} ({len(tf.config.list_physical_devices('GPU'))} GPU), "
+        f"torch {torch.__version__} on {device}"
+    )
+    ours_tps, compile_seconds = time_ours(ours, args, prompts, jit_compile=True)
+    rows = [("neo-keras, XLA", ours_tps)]
+    if args.no_xla_too:
+        rows.append(("neo-keras, no XLA", time_ours(ours, args, prompts, jit_compile=False)[0]))
+    reference_tps = time_reference(reference, tokenizer, args, prompts)
+    rows.append(("transformers generate()", reference_tps))
+    print(f"{'':26}{'tokens/s':>10}{'vs transformers':>17}")
+    for name, tps in rows:
+        print(f"{name:26}{tps:10.1f}{tps / reference_tps:16.2f}x")
+    compile_text = ", ".join(f"{shape}: {s:.1f} s" for shape, s in compile_seconds.items())
+    print(f"XLA compile, once per shape bucket (batch x length): {compile_text}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""Which model a reference names: a training run's checkpoint, or a from_preset source."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from neo_keras.checkpoints import resolve_model_source
+
+
+def test_training_output_resolves_to_its_checkpoint(tmp_path):
+    for name in ("best", "latest"):
+        os.makedirs(tmp_path / "checkpoints" / name)
+    assert resolve_model_source(str(tmp_path)) == str(tmp_path / "checkpoints" / "best")
+    assert resolve_model_source(str(tmp_path), "latest") == str(tmp_path / "checkpoints" / "latest")
+
+
+def test_a_missing_checkpoint_names_what_is_there(tmp_path):
+    os.makedirs(tmp_path / "checkpoints" / "latest")
+    with pytest.raises(FileNotFoundError, match=r"no 'best' checkpoint \(found: \['latest'\]\)"):
+        resolve_model_source(str(tmp_path))
+    (tmp_path / "fresh").mkdir()
+    (tmp_path / "fresh" / "run_config.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match="found: none"):
+        resolve_model_source(str(tmp_path / "fresh"))
+
+
+def test_other_sources_pass_through(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    for source in [str(tmp_path), "hf://EleutherAI/gpt-neo-125M", "gpt_neo_125m"]:
+        assert resolve_model_source(source) == source
+    with pytest.raises(ValueError, match="checkpoint must be one of"):
+        resolve_model_source(str(tmp_path), "final")
