@@ -79,7 +79,7 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_integer(
         "bucket_size",
         64,
-        "Batch lengths are rounded up to a multiple of this.",
+        "Prompt lengths are rounded up to a multiple of this (one compilation each).",
         lower_bound=1,
         **on,
     )

@@ -144,15 +144,15 @@ class CompletionGenerator:
     """Samples completions of text prompts with a `GPTNeoCausalLM` and any keras-hub sampler.
 
     Args:
-        model: a causal LM with a tokenizer (`model.preprocessor.tokenizer`) and the keras-hub
-            `call_with_cache` / `_build_cache` methods.
+        model: a `GPTNeoCausalLM` with a tokenizer (`model.preprocessor.tokenizer`); its
+            keras-hub `call_with_cache` runs every step.
         sampler: a `keras_hub.samplers.Sampler` (see `make_sampler`); its random state is reset
             at the start of every `generate` call, so equal calls give equal samples.
         max_new_tokens: most tokens generated per completion.
         stop_token_ids: tokens that end a completion (cut before them); the tokenizer's
             end-of-text token when None, none when empty.
         batch_size: rows (prompt x sample) per batch.
-        bucket_size: batch lengths are rounded up to a multiple of this.
+        bucket_size: a batch's longest prompt is rounded up to a multiple of this.
         chunk_size: decoding steps between two host checks for stop sequences.
         jit_compile: compile the prefill and decoding steps with XLA.
 
