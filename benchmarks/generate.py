@@ -28,8 +28,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
 import torch  # noqa: E402
+from reference import random_reference_model  # noqa: E402
 from tokenizers import ByteLevelBPETokenizer  # noqa: E402
-from transformers import GPTNeoConfig, GPTNeoForCausalLM, PreTrainedTokenizerFast  # noqa: E402
+from transformers import PreTrainedTokenizerFast  # noqa: E402
 
 from neo_keras import GPTNeoCausalLM  # noqa: E402
 from neo_keras.evaluation.humaneval import load_problems  # noqa: E402
@@ -71,24 +72,6 @@ def write_tokenizer(directory: str, prompts: list[str], source: str | None) -> N
     tokenizer = ByteLevelBPETokenizer()
     tokenizer.train_from_iterator(prompts, vocab_size=8192, special_tokens=[END_OF_TEXT])
     tokenizer.save_model(directory)
-
-
-def reference_model(size: str, vocabulary_size: int) -> GPTNeoForCausalLM:
-    config = presets.backbone_config(size)
-    torch.manual_seed(0)
-    return GPTNeoForCausalLM(
-        GPTNeoConfig(
-            vocab_size=max(config["vocabulary_size"], vocabulary_size),
-            max_position_embeddings=config["max_sequence_length"],
-            hidden_size=config["hidden_dim"],
-            num_layers=config["num_layers"],
-            num_heads=config["num_heads"],
-            attention_types=[[["global", "local"], config["num_layers"] // 2]],
-            window_size=config["window_size"],
-            bos_token_id=0,
-            eos_token_id=0,
-        )
-    ).eval()
 
 
 def time_ours(model, args, prompts, jit_compile: bool) -> tuple[float, dict]:
@@ -151,7 +134,7 @@ def main() -> None:
             pad_token=END_OF_TEXT,
             padding_side="left",
         )
-        reference = reference_model(args.size, len(tokenizer))
+        reference = random_reference_model(args.size).eval()
         reference.save_pretrained(directory)
         policy = "mixed_bfloat16" if args.dtype == "bfloat16" else "float32"
         ours = GPTNeoCausalLM.from_preset(directory, dtype=policy)
