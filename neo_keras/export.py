@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from absl import app, flags
 
+from neo_keras.checkpoints import CHECKPOINT_NAMES
 from neo_keras.exporting import DTYPES, FORMATS, ExportError, export_model
-from neo_keras.exporting.sources import CHECKPOINT_NAMES
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:

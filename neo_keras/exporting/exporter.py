@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from neo_keras import checkpoints
 from neo_keras.exporting import provenance, sources, staging
 from neo_keras.models.gpt_neo import GPTNeoCausalLM, hf_convert
 
@@ -51,11 +52,11 @@ def export_model(
     _check_arguments(export_format, dtype, batch_size, max_length)
     try:
         staging.check_output_path(output, overwrite)
-        resolved = sources.resolve_source(source, checkpoint)
+        resolved = checkpoints.resolve_source(source, checkpoint)
         _refuse_replacing_source(resolved.model_path, output)
         # Hugging Face files are cast when written, so the model itself stays float32.
         model = sources.load_model(resolved, "float32" if export_format == "hf" else dtype)
-    except (sources.SourceError, OSError) as error:
+    except (checkpoints.SourceError, OSError) as error:
         raise ExportError(str(error)) from error
     details = _format_details(model, export_format, batch_size, max_length)
     record = provenance.export_record(

@@ -67,7 +67,7 @@ def test_missing_checkpoint_names_what_is_there(run_dir, tmp_path):
     shutil.copytree(run_dir, run)
     shutil.rmtree(run / "checkpoints" / "best")
     (run / "checkpoints" / "resume").mkdir()  # the trainer's resumable state, not a preset
-    with pytest.raises(ExportError, match=r"without a 'best' checkpoint.*present: \['latest'\]"):
+    with pytest.raises(ExportError, match=r"no 'best' checkpoint \(found: \['latest'\]\)"):
         export_model(str(run), "hf", str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
 
