@@ -129,14 +129,16 @@ class StepLogger(keras.callbacks.Callback):
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
-    """Stops at the first NaN or infinite loss, before any checkpoint of that step is taken."""
+    """Stops at the first NaN or infinite loss or gradient, before that step is checkpointed."""
 
     def __init__(self):
         super().__init__()
         self.failed_step = None
 
     def on_train_batch_end(self, batch, logs=None):
-        if not np.isfinite(float(logs.get("loss", 0.0))):
+        # A non-finite gradient has just been applied, even when this step's loss was finite.
+        watched = (float(logs.get("loss", 0.0)), float(logs.get("gradient_norm", 0.0)))
+        if not np.all(np.isfinite(watched)):
             self.failed_step = _step(self.model)
             self.model.stop_training = True
             logs["non_finite"] = True

@@ -232,3 +232,25 @@ def test_killed_run_resumes_where_it_stopped(data_dir, tokenizer_dir, tmp_path):
     actual = GPTNeoCausalLM.from_preset(str(interrupted / "checkpoints" / "latest"))
     for a, e in zip(actual.get_weights(), expected.get_weights(), strict=True):
         np.testing.assert_allclose(a, e, atol=1e-6, rtol=0)
+
+
+def test_non_finite_loss_stops_the_run_without_saving_it(data_dir, tokenizer_dir, tmp_path):
+    from neo_keras.training.callbacks import NonFiniteLossError
+
+    config = base_config(
+        data_dir,
+        tokenizer_dir,
+        tmp_path,
+        train_steps=20,
+        eval_every=20,
+        save_every=1,
+        learning_rate=1e30,
+        schedule="constant",
+        clip_norm=0.0,
+        micro_batch_size=None,
+    )
+    with pytest.raises(NonFiniteLossError, match=r"NaN or infinite at step (\d+)") as caught:
+        train(config)
+    failed_step = int(re.search(r"at step (\d+)", str(caught.value)).group(1))
+    assert failed_step < 20
+    assert all(step < failed_step for step in saved_steps(tmp_path))
