@@ -3,7 +3,7 @@
 Runs each user-facing command in turn on the Python standard library of this interpreter,
 then writes a report (training curve, pass@k table, tokens/s, MFU):
 
-    python -m neo_keras.demo                  # about 15 minutes on 2 CPU cores
+    python -m neo_keras.demo                  # under 10 minutes on 2 CPU cores
     DEMO_FAST=1 python -m neo_keras.demo      # about 3 minutes, a smaller everything
     python -m neo_keras.demo --steps=train,report
 
@@ -59,7 +59,7 @@ class Scale:
     max_new_tokens: int
 
 
-FULL = Scale(None, 8192, 256, (), 164, 4, 96)
+FULL = Scale(None, 8192, 256, (), 164, 10, 96)
 FAST = Scale(
     _FAST_PACKAGES,
     2048,

@@ -9,6 +9,7 @@ Rerunning the same command resumes the run in --output_dir at the step it reache
 from __future__ import annotations
 
 import dataclasses
+import logging as std_logging
 import sys
 
 from absl import app, flags, logging
@@ -83,7 +84,9 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     from neo_keras.training.run import train
 
-    logging.set_verbosity(logging.INFO)  # progress notes: resumption, validation, checkpoints
+    # Our progress notes (resumption, validation) at INFO; TensorFlow's own INFO chatter off.
+    logging.set_verbosity(logging.INFO)
+    std_logging.getLogger("tensorflow").setLevel(std_logging.WARNING)
 
     config = TrainConfig(
         **{f.name: flags.FLAGS[f.name].value for f in dataclasses.fields(TrainConfig)}
