@@ -11,27 +11,13 @@ import time
 from pathlib import Path
 
 from neo_keras.evaluation.sandbox import Job, Limits, Sandbox
+from tests.sandbox.processes import processes_of
 
 LIMITS = Limits(timeout_s=30.0)
 # Leaves a daemon behind as well, to be sure the whole tree goes.
 SLEEPER = (
-    "import os, time\n"
-    "if os.fork() == 0:\n"
-    "    os.setsid()\n"
-    "    time.sleep(600)\n"
-    "time.sleep(600)\n"
+    "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(600)\ntime.sleep(600)\n"
 )
-
-
-def processes_of(uids: set[int]) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        try:
-            if entry.isdigit() and os.stat(f"/proc/{entry}").st_uid in uids:
-                found.append(int(entry))
-        except FileNotFoundError:
-            continue
-    return found
 
 
 def wait_until(condition, timeout_s: float = 10.0) -> bool:
@@ -60,12 +46,15 @@ def test_a_killed_worker_is_replaced_and_its_sample_reported_crashed():
 
 def test_when_the_evaluator_dies_its_workers_and_samples_go_too(tmp_path):
     evaluator = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys\n"
-         "from neo_keras.evaluation.sandbox import Job, Limits, Sandbox\n"
-         "sandbox = Sandbox(limits=Limits(timeout_s=30.0), workers=1)\n"
-         "print(sandbox.sample_uids[0], sandbox._workers[0].process.pid, flush=True)\n"
-         f"sandbox.run(Job({SLEEPER!r}))\n"],
+        [
+            sys.executable,
+            "-c",
+            "import sys\n"
+            "from neo_keras.evaluation.sandbox import Job, Limits, Sandbox\n"
+            "sandbox = Sandbox(limits=Limits(timeout_s=30.0), workers=1)\n"
+            "print(sandbox.sample_uids[0], sandbox._workers[0].process.pid, flush=True)\n"
+            f"sandbox.run(Job({SLEEPER!r}))\n",
+        ],
         stdout=subprocess.PIPE,
         cwd=Path(__file__).resolve().parents[2],
     )

@@ -14,6 +14,7 @@ import warnings
 import pytest
 
 from neo_keras.evaluation.sandbox import IsolationUnavailableError, Job, Limits, Sandbox, pool
+from tests.sandbox.processes import processes_of
 
 LIMITS = Limits(timeout_s=1.0, max_processes=16)
 DAEMON = (
@@ -28,17 +29,6 @@ DAEMON = (
 FORK_BOMB = (
     "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
 )
-
-
-def live_processes_of(uids: set[int]) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        try:
-            if entry.isdigit() and os.stat(f"/proc/{entry}").st_uid in uids:
-                found.append(int(entry))
-        except FileNotFoundError:
-            continue
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -76,12 +66,16 @@ def test_limits_only_runs_as_an_unused_uid_and_removes_its_directory(limits_only
 def test_limits_only_leaves_no_daemon_or_fork_bomb_behind(limits_only):
     outcomes = limits_only.run_many([Job(DAEMON), Job(FORK_BOMB)], progress=False)
     assert [outcome.status for outcome in outcomes] == ["passed", "timeout"]
-    assert live_processes_of(set(limits_only.sample_uids)) == []
+    assert processes_of(set(limits_only.sample_uids)) == []
 
 
 def test_limits_only_verdicts(limits_only):
-    programs = ["assert False\n", "import sys\nsys.exit(0)\n", "while True:\n    pass\n",
-                "x = bytearray(8 * 1024 ** 3)\n"]
+    programs = [
+        "assert False\n",
+        "import sys\nsys.exit(0)\n",
+        "while True:\n    pass\n",
+        "x = bytearray(8 * 1024 ** 3)\n",
+    ]
     outcomes = limits_only.run_many([Job(p) for p in programs], progress=False)
     assert [o.status for o in outcomes] == ["failed", "crashed", "timeout", "memory_limit"]
 
@@ -115,4 +109,4 @@ def test_keeper_path_leaves_nothing_behind(keeper_worker):
     assert run_on(worker, Job("import time\ntime.sleep(30)\n"))["status"] == "timeout"
     assert time.monotonic() - started < 10 * LIMITS.timeout_s
     # Keepers of finished samples may still be tearing their namespaces down; samples may not.
-    assert live_processes_of({worker.host_id}) == []
+    assert processes_of({worker.host_id}) == []
