@@ -299,6 +299,7 @@ def train(config: TrainConfig) -> dict:
         initial_epoch=start_step // config.eval_every,
         callbacks=callbacks,
         verbose=config.verbose,
+        shuffle=False,  # the pipeline shuffles, reproducibly per epoch
     )
     if stop_guard.failed_step is not None:
         raise run_callbacks.NonFiniteLossError(
