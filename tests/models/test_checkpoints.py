@@ -193,3 +193,11 @@ def test_string_prompt_generates_past_the_padding(model):
     completion = model.generate(prompt, max_length=24)
     assert completion.startswith(prompt)
     assert len(completion) > len(prompt)
+
+
+def test_tokenizer_from_a_checkpoint_without_one_is_refused(hf_dir, tmp_path):
+    path = copy_checkpoint(hf_dir, tmp_path / "no_tokenizer")
+    for name in ("vocab.json", "merges.txt"):
+        os.remove(os.path.join(path, name))
+    with pytest.raises(CheckpointError, match="No tokenizer at"):
+        neo_keras.GPTNeoTokenizer.from_preset(path)

@@ -56,10 +56,5 @@ class GPTNeoTokenizer(keras_hub.tokenizers.BytePairTokenizer):
 
         source = presets.resolve(preset)
         if hf_convert.is_hf_checkpoint(source):
-            tokenizer = hf_convert.load_hf_tokenizer(source)
-            if tokenizer is None:
-                raise hf_convert.CheckpointError(
-                    f"{source} has no tokenizer files (vocab.json + merges.txt or tokenizer.json)."
-                )
-            return tokenizer
+            return hf_convert.load_tokenizer(source)
         return super().from_preset(source, **kwargs)
