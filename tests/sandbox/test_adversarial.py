@@ -33,12 +33,19 @@ HOSTILE = sorted(adversarial_suite.HOSTILE)
 
 
 class RecordingServer:
-    """A TCP server on 127.0.0.1 that records every connection and byte it receives."""
+    """A server that records every connection and byte it receives: TCP on 127.0.0.1, or
+    a unix socket at `path` that anyone may connect to."""
 
-    def __init__(self) -> None:
-        self._listener = socket.create_server(("127.0.0.1", 0))
+    def __init__(self, path: Path | None = None) -> None:
+        if path is None:
+            self._listener = socket.create_server(("127.0.0.1", 0))
+            self.port = self._listener.getsockname()[1]
+        else:
+            self._listener = socket.socket(socket.AF_UNIX)
+            self._listener.bind(str(path))
+            path.chmod(0o777)
+            self._listener.listen()
         self._listener.settimeout(0.2)
-        self.port = self._listener.getsockname()[1]
         self.connections = 0
         self.received = b""
         self._stop = threading.Event()
@@ -88,6 +95,7 @@ class SuiteRun:
     marker: Path
     marker_dir: Path
     server: RecordingServer
+    unix_server: RecordingServer
     secret: str
     session: int
 
@@ -108,9 +116,11 @@ def suite_run(tmp_path_factory) -> SuiteRun:
     marker.write_text(MARKER_TEXT)
     marker.chmod(0o666)
     server = RecordingServer()
+    unix_server = RecordingServer(marker_dir / "service.sock")
     secret = secrets.token_hex(16)
     report_path = tmp_path_factory.mktemp("adversarial") / "report.json"
     config = {"marker_dir": str(marker_dir), "marker": str(marker), "port": server.port,
+              "unix_socket": str(marker_dir / "service.sock"),
               "secret_name": SECRET_NAME, "report": str(report_path)}
     process = subprocess.Popen(
         [sys.executable, str(SUITE), json.dumps(config)],
@@ -128,9 +138,10 @@ def suite_run(tmp_path_factory) -> SuiteRun:
         pytest.fail(f"the adversarial suite overran {OUTER_TIMEOUT_S} s: {stderr[-3000:]!r}")
     finally:
         server.close()
+        unix_server.close()
     assert process.returncode == 0, stderr.decode(errors="replace")[-5000:]
-    run = SuiteRun(json.loads(report_path.read_text()), marker, marker_dir, server, secret,
-                   process.pid)
+    run = SuiteRun(json.loads(report_path.read_text()), marker, marker_dir, server, unix_server,
+                   secret, process.pid)
     yield run
     shutil.rmtree(marker_dir, ignore_errors=True)
 
@@ -154,6 +165,9 @@ def test_hostile_completion_gets_the_right_failing_verdict(suite_run, name):
         ("write_10_gb", "OSError"),
         ("unbounded_recursion", "RecursionError"),
         ("read_parent_secret", "RuntimeError: None"),
+        ("memfd_past_the_memory_limit", "PermissionError"),
+        ("connect_to_host_unix_socket", "PermissionError"),
+        ("open_host_ptmx", "FileNotFoundError"),
     ],
 )
 def test_failures_name_the_exception(suite_run, name, exception):
@@ -171,13 +185,14 @@ def test_limits_stop_samples_well_before_the_deadline(suite_run):
 
 def test_marker_files_are_untouched(suite_run):
     assert suite_run.marker.read_text() == MARKER_TEXT
-    assert sorted(p.name for p in suite_run.marker_dir.iterdir()) == ["marker.txt"]
+    assert sorted(p.name for p in suite_run.marker_dir.iterdir()) == ["marker.txt", "service.sock"]
     assert not suite_run.report["daemon_file_exists"]
 
 
-def test_server_received_nothing(suite_run):
-    assert suite_run.server.connections == 0
-    assert suite_run.server.received == b""
+@pytest.mark.parametrize("server", ["server", "unix_server"])
+def test_servers_received_nothing(suite_run, server):
+    assert getattr(suite_run, server).connections == 0
+    assert getattr(suite_run, server).received == b""
 
 
 def test_secret_never_reaches_a_sample(suite_run):

@@ -37,18 +37,22 @@ class ResourceLimits:
     open_files: int
 
 
-def wire_standard_streams(stdin_fd: int, stdout_fd: int, stderr_fd: int, keep: int) -> int:
+def wire_standard_streams(
+    stdin_fd: int, stdout_fd: int, stderr_fd: int, keep: tuple[int, ...]
+) -> tuple[int, ...]:
     """Makes the given descriptors 0, 1 and 2 and closes every other one except `keep`.
 
-    Returns the (possibly new) number of `keep`.
+    Returns the (possibly new) numbers of `keep`, in order.
     """
-    if keep <= 2:
-        keep = os.dup(keep)
+    kept = tuple(os.dup(fd) if fd <= 2 else fd for fd in keep)
     for target, source in ((0, stdin_fd), (1, stdout_fd), (2, stderr_fd)):
         os.dup2(source, target, inheritable=True)
-    os.closerange(3, keep)
-    os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
-    return keep
+    start = 3
+    for fd in sorted(kept):
+        os.closerange(start, fd)
+        start = fd + 1
+    os.closerange(start, os.sysconf("SC_OPEN_MAX"))
+    return kept
 
 
 def drop_privileges(identity: Identity) -> None:

@@ -2,8 +2,10 @@
 
 The host tree is visible read-only. Home and runtime directories (credentials, sockets)
 are covered by empty read-only tmpfs mounts, except for the directories the Python
-interpreter itself needs, which are bind-mounted back at the same paths. /tmp and
-/dev/shm are private, size-limited tmpfs mounts; the sample works in /tmp/work.
+interpreter itself needs, which are bind-mounted back at the same paths. /dev is a
+fresh tmpfs with the harmless devices only (no /dev/ptmx, /dev/pts, /dev/kvm or host
+sockets such as /dev/log). /tmp and /dev/shm are private, size-limited tmpfs mounts;
+the sample works in /tmp/work.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from . import kernel
 HIDDEN_DIRECTORIES = ("/root", "/home", "/run")
 PRIVATE_DIRECTORIES = ("/tmp", "/dev/shm")
 WORK_DIRECTORY = "/tmp/work"
+DEVICES = ("null", "zero", "full", "random", "urandom")
+_DEVICE_LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0",
+                 "stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2"}
 _MAX_PRIVATE_INODES = 4096
 # A sysctl of the sample's own user namespace: no user namespaces inside it, and
 # without one the sample has no capability to create namespaces of any other kind.
@@ -95,6 +100,16 @@ def _expose_under(directory: str, exposures: dict[str, int]) -> None:
             kernel.mount(f"/proc/self/fd/{fd}", path, None, kernel.MS_BIND | kernel.MS_REC)
 
 
+def _mount_minimal_dev(devices: dict[str, int]) -> None:
+    kernel.mount("tmpfs", "/dev", "tmpfs", kernel.MS_NOSUID, "size=64k,nr_inodes=64,mode=755")
+    for name, fd in devices.items():
+        os.close(os.open(f"/dev/{name}", os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o666))
+        kernel.mount(f"/proc/self/fd/{fd}", f"/dev/{name}", None, kernel.MS_BIND)
+    for name, target in _DEVICE_LINKS.items():
+        os.symlink(target, f"/dev/{name}")
+    os.mkdir("/dev/shm", 0o1777)
+
+
 def forbid_nested_user_namespaces() -> bool:
     """Sets this user namespace's limit on user namespaces to 0; needs root in it and a
     writable /proc of it. Returns whether that worked."""
@@ -138,6 +153,7 @@ def build_view(
     exposures = {
         path: os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) for path in plan.exposures
     }
+    devices = {name: os.open(f"/dev/{name}", os.O_PATH | os.O_CLOEXEC) for name in DEVICES}
     # Directories created from here on belong to the sample.
     kernel.set_file_system_ids(owner_uid, owner_gid)
     owner = f"uid={owner_uid},gid={owner_gid}"
@@ -147,6 +163,7 @@ def build_view(
             f"size=1m,nr_inodes=1024,mode=755,{owner}",
         )
         _expose_under(directory, exposures)
+    _mount_minimal_dev(devices)
     for directory in plan.private:
         kernel.mount(
             "tmpfs", directory, "tmpfs", kernel.MS_NOSUID | kernel.MS_NODEV,
@@ -159,6 +176,6 @@ def build_view(
         kernel.make_mount_writable(directory)
     if _mount_fresh_proc():
         features.append("own /proc")
-    for fd in exposures.values():
+    for fd in (*exposures.values(), *devices.values()):
         os.close(fd)
     return features

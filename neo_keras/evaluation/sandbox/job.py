@@ -52,28 +52,48 @@ class Limits:
 
 @dataclasses.dataclass(frozen=True)
 class Job:
-    """One program to run.
+    """One program to run, with or without a test of its own.
 
-    `program` is complete Python source (for HumanEval: prompt + completion + test +
-    `check(entry_point)`); it passes only if it runs to its end without an uncaught
-    exception, as recorded by the sandbox. `stdin` is fed to the program (empty means
-    /dev/null). `timeout_s` overrides `Limits.timeout_s`. With `clean_exit_passes`,
-    `sys.exit()` / `sys.exit(0)` counts as reaching the end, for standard-input programs
-    that finish that way; otherwise any exit before the end is a crash.
+    With `test`, the program is loaded as module `module_name` in one process and
+    `test` runs in another, with `candidate` bound to `entry_point` (an expression
+    evaluated in the program's namespace, usually a function name). Calls cross the
+    process boundary: arguments go to the program, and only plain data comes back
+    (None, bools, numbers, strings, bytes and lists, tuples, sets and dicts of them).
+    The job passes only if `test` runs to its end; the program cannot reach the record
+    that says so. For HumanEval: the program is prompt + completion, the test is
+    prompt + test + `check(candidate)`.
+
+    Without `test`, `program` is a whole program; it passes if it runs to its end
+    without an uncaught exception. It shares its process with that record, so such a
+    verdict suits programs whose output is judged elsewhere (standard-input problems).
+    With `clean_exit_passes`, `sys.exit()` / `sys.exit(0)` counts as reaching the end;
+    otherwise any exit before the end is a crash.
+
+    `stdin` is fed to the program (empty means /dev/null). `timeout_s` overrides
+    `Limits.timeout_s`.
     """
 
     program: str
+    test: str | None = None
+    entry_point: str | None = None
+    module_name: str = "__main__"
     stdin: bytes = b""
     timeout_s: float | None = None
     clean_exit_passes: bool = False
 
     def __post_init__(self) -> None:
-        if not isinstance(self.program, str):
-            raise TypeError(f"Job.program must be str, got {type(self.program).__name__}")
+        for name in ("program", "module_name"):
+            if not isinstance(getattr(self, name), str):
+                kind = type(getattr(self, name)).__name__
+                raise TypeError(f"Job.{name} must be str, got {kind}")
         if not isinstance(self.stdin, bytes):
             raise TypeError(f"Job.stdin must be bytes, got {type(self.stdin).__name__}")
         if self.timeout_s is not None and not self.timeout_s > 0:
             raise ValueError(f"Job.timeout_s must be positive, got {self.timeout_s!r}")
+        if (self.test is None) != (self.entry_point is None):
+            raise ValueError("Job.test and Job.entry_point go together: give both or neither")
+        if self.test is not None and self.clean_exit_passes:
+            raise ValueError("Job.clean_exit_passes applies to whole programs, not to tests")
 
 
 def _result_text(status: str, detail: str) -> str:

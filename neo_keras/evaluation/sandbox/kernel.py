@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import errno as errno_module
 import os
 
 CLONE_NEWNS = 0x00020000
@@ -217,3 +218,69 @@ def clear_capabilities() -> None:
     _check(_capset(ctypes.byref(header), data), "capset")
     if any(_capabilities()):
         raise OSError("capabilities remain after capset")
+
+
+# seccomp: a classic BPF program over struct seccomp_data {int nr; u32 arch; u64 ip;
+# u64 args[6]}, refusing the calls whose effects the other limits do not bound.
+_PR_SET_SECCOMP = 22
+_SECCOMP_MODE_FILTER = 2
+_SECCOMP_RET_ALLOW = 0x7FFF0000
+_SECCOMP_RET_ERRNO = 0x00050000
+_BPF_LOAD_WORD, _BPF_JUMP_IF_EQUAL, _BPF_JUMP_IF_AT_LEAST, _BPF_RETURN = 0x20, 0x15, 0x35, 0x06
+_X32_SYSCALL_BIT = 0x40000000
+_OFFSET_NR, _OFFSET_ARCH, _OFFSET_ARG0 = 0, 4, 16
+_AF_UNIX = 1
+# (audit arch, memfd_create, shmget, socket) per machine; elsewhere no filter is installed.
+_SYSCALLS = {
+    "x86_64": (0xC000003E, 319, 29, 41),
+    "aarch64": (0xC00000B7, 279, 194, 198),
+}
+
+
+class _SockFilter(ctypes.Structure):
+    _fields_ = [
+        ("code", ctypes.c_uint16),
+        ("jt", ctypes.c_uint8),
+        ("jf", ctypes.c_uint8),
+        ("k", ctypes.c_uint32),
+    ]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
+
+
+def _seccomp_program(arch: int, memfd_create: int, shmget: int, socket: int) -> list[tuple]:
+    refuse = _SECCOMP_RET_ERRNO | errno_module.EPERM
+    return [
+        (_BPF_LOAD_WORD, 0, 0, _OFFSET_ARCH),
+        (_BPF_JUMP_IF_EQUAL, 1, 0, arch),
+        (_BPF_RETURN, 0, 0, _SECCOMP_RET_ALLOW),  # another ABI: not ours to judge
+        (_BPF_LOAD_WORD, 0, 0, _OFFSET_NR),
+        (_BPF_JUMP_IF_AT_LEAST, 5, 0, _X32_SYSCALL_BIT),  # the same calls by other numbers
+        (_BPF_JUMP_IF_EQUAL, 4, 0, memfd_create),
+        (_BPF_JUMP_IF_EQUAL, 3, 0, shmget),
+        (_BPF_JUMP_IF_EQUAL, 0, 3, socket),
+        (_BPF_LOAD_WORD, 0, 0, _OFFSET_ARG0),
+        (_BPF_JUMP_IF_EQUAL, 0, 1, _AF_UNIX),
+        (_BPF_RETURN, 0, 0, refuse),
+        (_BPF_RETURN, 0, 0, _SECCOMP_RET_ALLOW),
+    ]
+
+
+def refuse_unbounded_calls() -> bool:
+    """Installs a seccomp filter that makes memfd_create, shmget and socket(AF_UNIX) fail
+    with EPERM: memory they allocate escapes RLIMIT_AS, and a unix socket can reach host
+    services through any socket file in view. Needs no_new_privs. Returns False where
+    this machine's system call numbers are not known here."""
+    numbers = _SYSCALLS.get(os.uname().machine)
+    if numbers is None:
+        return False
+    program = _seccomp_program(*numbers)
+    instructions = (_SockFilter * len(program))(*program)
+    fprog = _SockFprog(len(program), instructions)
+    _check(
+        _prctl_call(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.addressof(fprog), 0, 0),
+        "prctl(PR_SET_SECCOMP)",
+    )
+    return True

@@ -33,7 +33,8 @@ import traceback
 from collections.abc import Callable
 from typing import NoReturn
 
-from . import confinement, filesystem, kernel, runner
+from . import confinement, filesystem, harness, kernel, runner
+from . import job as job_module
 from .errors import SandboxError
 
 # Besides the PID namespace, which is made differently on the two paths.
@@ -41,6 +42,7 @@ NAMESPACE_FLAGS = (
     kernel.CLONE_NEWUSER | kernel.CLONE_NEWNET | kernel.CLONE_NEWNS | kernel.CLONE_NEWIPC
 )
 SAMPLE_ID = 1000  # the sample's uid and gid inside its user namespace
+SETUP_FAILED = "setup_failed"  # on the status pipe, which closes before the program runs
 _UNSHARED = b"U"
 _GO = b"G"
 
@@ -53,9 +55,8 @@ class NamespaceError(SandboxError):
 class SampleSpec:
     """Everything the forked processes need to know about one job."""
 
-    program: str
+    job: job_module.Job
     token: str
-    clean_exit_passes: bool
     limits: confinement.ResourceLimits
     private_bytes: int
 
@@ -89,16 +90,22 @@ def _exit_on_any_error(body, *args) -> NoReturn:
         os._exit(127)
 
 
-def _write_setup_failure(fd: int, token: str, error: BaseException) -> None:
-    message = f"{type(error).__name__}: {error}"
+def _write_setup_failure(fd: int, error: BaseException) -> None:
     with contextlib.suppress(OSError):
-        os.write(fd, runner.encode_report(token, runner.SETUP_FAILED, message))
+        os.write(fd, _status_line(SETUP_FAILED, f"{type(error).__name__}: {error}"))
 
 
 def _become_sample(
-    spec: SampleSpec, fds: SampleFds, identity: confinement.Identity, work_directory: str
+    spec: SampleSpec,
+    fds: SampleFds,
+    identity: confinement.Identity,
+    work_directory: str,
+    features: list[str] | None = None,
 ) -> NoReturn:
-    report_fd = fds.report
+    """Confines this process and runs the job. Setup failures and the view's `features`
+    go to the status pipe, which is closed before any of the job's code runs, so that
+    nothing the program writes can pass for the sandbox's own word."""
+    report_fd, status_fd = fds.report, fds.status
     try:
         os.setsid()
         confinement.drop_privileges(identity)
@@ -107,13 +114,29 @@ def _become_sample(
         kernel.set_parent_death_signal(signal.SIGKILL)
         if _worker_gone(fds.lifeline):
             os._exit(1)
-        report_fd = confinement.wire_standard_streams(fds.stdin, fds.stdout, fds.stderr, report_fd)
+        report_fd, status_fd = confinement.wire_standard_streams(
+            fds.stdin, fds.stdout, fds.stderr, keep=(report_fd, status_fd)
+        )
         confinement.reset_environment(work_directory)
         confinement.apply_resource_limits(spec.limits)
+        refused = kernel.refuse_unbounded_calls()
     except BaseException as error:
-        _write_setup_failure(report_fd, spec.token, error)
+        _write_setup_failure(status_fd, error)
         os._exit(1)
-    runner.run_program(spec.program, report_fd, spec.token, spec.clean_exit_passes)
+    if features is not None:
+        if refused:
+            features = [*features, "seccomp: no memfd or SysV shared memory or unix sockets"]
+        os.write(status_fd, _status_line("ready", ",".join(features)))
+    os.close(status_fd)
+    _run_job(spec.job, report_fd, spec.token)
+
+
+def _run_job(job: job_module.Job, report_fd: int, token: str) -> NoReturn:
+    if job.test is None:
+        runner.run_program(job.program, report_fd, token, job.clean_exit_passes)
+    harness.run_with_test(
+        job.program, job.module_name, job.entry_point, job.test, report_fd, token
+    )
 
 
 def _worker_gone(lifeline: int) -> bool:
@@ -137,7 +160,6 @@ def _plain_sample(worker, spec, fds, identity, work_directory) -> NoReturn:
     kernel.set_parent_death_signal(signal.SIGKILL)
     if os.getppid() != worker:
         os._exit(1)
-    os.close(fds.status)
     _become_sample(spec, fds, identity, work_directory)
 
 
@@ -168,7 +190,7 @@ def read_status_log(data: bytes) -> StatusLog:
         kind, _, rest = line.partition("\t")
         if kind == "ready":
             log.features = tuple(f for f in rest.split(",") if f)
-        elif kind == runner.SETUP_FAILED:
+        elif kind == SETUP_FAILED:
             log.setup_error = rest
         elif kind == "exited":
             status, _, cpu = rest.partition("\t")
@@ -294,7 +316,7 @@ def _keeper_sample(spec, fds, plan, identity) -> NoReturn:
         features = filesystem.build_view(plan, SAMPLE_ID, SAMPLE_ID, spec.private_bytes)
     except BaseException as error:
         message = f"{type(error).__name__}: {error}"
-        os.write(fds.status, _status_line(runner.SETUP_FAILED, message))
+        os.write(fds.status, _status_line(SETUP_FAILED, message))
         os._exit(1)
     _run_confined(spec, fds, identity, features)
 
@@ -302,6 +324,4 @@ def _keeper_sample(spec, fds, plan, identity) -> NoReturn:
 def _run_confined(spec, fds, identity, features: list[str]) -> NoReturn:
     if filesystem.forbid_nested_user_namespaces():
         features = [*features, "no nested user namespaces"]
-    os.write(fds.status, _status_line("ready", ",".join(features)))
-    os.close(fds.status)
-    _become_sample(spec, fds, identity, filesystem.WORK_DIRECTORY)
+    _become_sample(spec, fds, identity, filesystem.WORK_DIRECTORY, features)

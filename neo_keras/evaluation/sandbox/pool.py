@@ -121,7 +121,7 @@ def _describe(mode: str, hello: dict, host_ids: list[int]) -> str:
         hidden = " ".join(hello["hidden"])
         return (
             "namespaces: user, pid, net, mount, ipc; read-only file system with "
-            f"private /tmp and /dev/shm; hidden: {hidden}{extras}; runs as uid "
+            f"private /tmp and /dev/shm and a minimal /dev; hidden: {hidden}{extras}; runs as uid "
             f"{hello['sample_id']} in its namespace ({ids}); no capabilities; rlimits; "
             "fresh session"
         )

