@@ -194,6 +194,20 @@ HOSTILE = {
         "    return number % 1.0\n",
         {"failed"},
     ),
+    "processes_past_the_memory_limit": (
+        "    import os, time\n"
+        "    children = []\n"
+        "    for _ in range(4):\n"
+        "        pid = os.fork()\n"
+        "        if pid == 0:\n"
+        "            block = bytearray(700 * 1024 ** 2)\n"
+        "            time.sleep(0.5)\n"
+        "            os._exit(0)\n"
+        "        children.append(pid)\n"
+        "    if all(os.waitpid(pid, 0)[1] == 0 for pid in children):\n"
+        "        return number % 1.0\n" + WRONG,
+        {"memory_limit"},
+    ),
     "connect_to_host_unix_socket": (
         "    import socket\n"
         "    client = socket.socket(socket.AF_UNIX)\n"

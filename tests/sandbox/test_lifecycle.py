@@ -66,3 +66,10 @@ def test_when_the_evaluator_dies_its_workers_and_samples_go_too(tmp_path):
         evaluator.wait()
     assert wait_until(lambda: processes_of({uid}) == [])
     assert wait_until(lambda: not Path(f"/proc/{worker}").exists())
+
+
+def test_the_memory_cgroups_go_with_the_sandbox():
+    with Sandbox(workers=1) as sandbox:
+        paths = [worker.hello["memory_cgroup"] for worker in sandbox._workers]
+        assert all(paths) and all(os.path.isdir(path) for path in paths)
+    assert not any(os.path.exists(path) for path in paths)

@@ -34,6 +34,8 @@ def humaneval_program(problem: dict, completion: str) -> str:
 def test_isolation_uses_namespaces_here(sandbox):
     assert sandbox.isolation.startswith("namespaces: user, pid, net, mount, ipc")
     assert "own /proc" in sandbox.isolation
+    assert "a memory cgroup around each sample" in sandbox.isolation
+    assert "seccomp: no memfd" in sandbox.isolation
 
 
 def test_canonical_solution_passes(sandbox, problem):

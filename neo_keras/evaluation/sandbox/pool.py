@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 from tqdm.auto import tqdm
 
-from . import protocol, sample
+from . import memory_cgroup, protocol, sample
 from .errors import IsolationUnavailableError, SandboxError
 from .job import CRASHED, Job, Limits, Outcome
 
@@ -110,14 +110,20 @@ class _Worker:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        if self.hello.get("memory_cgroup"):
+            memory_cgroup.remove(self.hello["memory_cgroup"])
 
 
 def _describe(mode: str, hello: dict, host_ids: list[int]) -> str:
     ids = f"host uid {host_ids[0]}" if len(set(host_ids)) == 1 else (
         f"host uids {min(host_ids)}-{max(host_ids)}"
     )
+    memory = (
+        "; a memory cgroup around each sample" if hello.get("memory_cgroup")
+        else "; memory limited per process only (no memory cgroup available)"
+    )
     if mode == sample.NAMESPACES:
-        extras = "".join(f"; {feature}" for feature in hello["features"])
+        extras = "".join(f"; {feature}" for feature in hello["features"]) + memory
         hidden = " ".join(hello["hidden"])
         return (
             "namespaces: user, pid, net, mount, ipc; read-only file system with "

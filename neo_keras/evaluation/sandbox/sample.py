@@ -11,7 +11,7 @@ import sys
 import tempfile
 import time
 
-from . import cleanup, confinement, filesystem, launch, monitor, runner, verdict
+from . import cleanup, confinement, filesystem, launch, memory_cgroup, monitor, runner, verdict
 from . import job as job_module
 from .errors import SandboxError
 
@@ -202,8 +202,12 @@ def _sample_ended(watch: monitor.Watch) -> bool:
 class SampleRunner:
     """Runs samples one after another under a worker's setup."""
 
-    def __init__(self, setup: WorkerSetup) -> None:
+    def __init__(
+        self, setup: WorkerSetup, memory: memory_cgroup.MemoryCgroup | None = None
+    ) -> None:
+        """`memory` is the worker's memory cgroup, where it has one."""
         self.setup = setup
+        self.memory = memory
         # Keepers that reported their sample gone and are tearing down its namespaces.
         self._exiting_keepers: list[int] = []
 
@@ -224,6 +228,9 @@ class SampleRunner:
             private_bytes=limits.file_size_bytes,
         )
         pipes = _Pipes(job.stdin)
+        if self.memory is not None:
+            self.memory.limit_sample(limits.memory_bytes)
+            oom_kills_before = self.memory.oom_kills()
         try:
             deadline = time.monotonic() + timeout_s
             if self.setup.mode == NAMESPACES:
@@ -232,7 +239,8 @@ class SampleRunner:
                 ending = self._run_plain(spec, pipes, limits, deadline, control_fd)
         finally:
             pipes.close()
-        return _judge(spec, ending, limits.max_output_bytes)
+        oom_killed = self.memory is not None and self.memory.oom_kills() > oom_kills_before
+        return _judge(spec, ending, limits.max_output_bytes, oom_killed)
 
     def _run_namespaced(self, spec, pipes, limits, deadline, control_fd) -> _Ending:
         started = time.monotonic()
@@ -334,7 +342,9 @@ class _PidFd:
         os.close(self._fd)
 
 
-def _judge(spec: launch.SampleSpec, ending: _Ending, max_output_bytes: int) -> SampleResult:
+def _judge(
+    spec: launch.SampleSpec, ending: _Ending, max_output_bytes: int, oom_killed: bool
+) -> SampleResult:
     watch = ending.watch
     report = runner.decode_report(watch.timely_report(), spec.token)
     status, detail = verdict.decide(
@@ -345,6 +355,7 @@ def _judge(spec: launch.SampleSpec, ending: _Ending, max_output_bytes: int) -> S
             wait_status=ending.wait_status,
             cpu_seconds_used=ending.cpu_seconds,
             cpu_seconds_limit=spec.limits.cpu_seconds,
+            oom_killed=oom_killed,
         ),
         max_output_bytes,
     )

@@ -1,8 +1,8 @@
 """Turns what the sandbox observed about a sample into its status and detail.
 
-The harness decides: the output limit and the wall-clock deadline take precedence,
-then the sample's report (written only when the program reached its end or raised),
-then how the process ended.
+The harness decides: the output limit, the memory cgroup's limit and the wall-clock
+deadline take precedence, then the sample's report (written only when the program
+reached its end or raised), then how the process ended.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ class Observation:
     wait_status: int | None  # of the process that ran the program
     cpu_seconds_used: float
     cpu_seconds_limit: int
+    oom_killed: bool = False  # the kernel killed one of its processes at the cgroup's limit
 
 
 def _signal_name(number: int) -> str:
@@ -47,6 +48,8 @@ def decide(observation: Observation, max_output_bytes: int) -> tuple[str, str]:
     """(status, detail) for one sample."""
     if observation.output_exceeded:
         return job_module.OUTPUT_LIMIT, f"output limit exceeded ({max_output_bytes} bytes)"
+    if observation.oom_killed:
+        return job_module.MEMORY_LIMIT, "memory limit of the sample's processes together"
     if observation.report is not None:
         return observation.report
     if observation.timed_out:

@@ -16,7 +16,7 @@ import importlib
 import json
 import os
 
-from . import filesystem, kernel, launch, monitor, protocol, sample
+from . import filesystem, kernel, launch, memory_cgroup, monitor, protocol, sample
 from . import job as job_module
 from .errors import SandboxError
 
@@ -54,7 +54,9 @@ def _probe(runner: sample.SampleRunner, control_fd: int) -> tuple[str, ...]:
     return result.features
 
 
-def _choose_runner(config: dict, control_fd: int) -> tuple[sample.SampleRunner, dict]:
+def _choose_runner(
+    config: dict, control_fd: int, memory: memory_cgroup.MemoryCgroup | None
+) -> tuple[sample.SampleRunner, dict]:
     """Namespaces if a trivial program passes under them, otherwise the limits alone."""
     privileged = os.geteuid() == 0
     if privileged:
@@ -77,7 +79,8 @@ def _choose_runner(config: dict, control_fd: int) -> tuple[sample.SampleRunner, 
                 sample.WorkerSetup(
                     sample.NAMESPACES, uid, gid, privileged, last_capability, plan,
                     own_pid_namespace,
-                )
+                ),
+                memory,
             )
             features = _probe(runner, control_fd)
             path = "keeper" if own_pid_namespace is None else "direct"
@@ -86,7 +89,9 @@ def _choose_runner(config: dict, control_fd: int) -> tuple[sample.SampleRunner, 
         except (SandboxError, OSError) as error:
             reason = str(error)
     mode = sample.SETUID if privileged else sample.SHARED_UID
-    runner = sample.SampleRunner(sample.WorkerSetup(mode, uid, gid, privileged, last_capability))
+    runner = sample.SampleRunner(
+        sample.WorkerSetup(mode, uid, gid, privileged, last_capability), memory
+    )
     try:
         _probe(runner, control_fd)
     except (SandboxError, OSError) as error:
@@ -112,8 +117,10 @@ def main(config_json: str) -> None:
     kernel.set_child_subreaper()
     for name in PRELOADED_MODULES:
         importlib.import_module(name)
+    # Before the first fork, so that every sample is born inside.
+    memory = memory_cgroup.MemoryCgroup.enter(f"neo-keras-sandbox-{os.getpid()}")
     try:
-        runner, details = _choose_runner(config, control_in)
+        runner, details = _choose_runner(config, control_in, memory)
     except (SandboxError, monitor.ControlLost) as error:
         protocol.send(control_out, {"fatal": str(error)})
         return
@@ -121,7 +128,10 @@ def main(config_json: str) -> None:
     if setup.mode != sample.NAMESPACES:
         for name in PRELOADED_WITHOUT_NAMESPACES:
             importlib.import_module(name)
-    hello = {"mode": setup.mode, "host_uid": setup.host_uid, "sample_id": launch.SAMPLE_ID}
+    hello = {
+        "mode": setup.mode, "host_uid": setup.host_uid, "sample_id": launch.SAMPLE_ID,
+        "memory_cgroup": None if memory is None else memory.path,
+    }
     protocol.send(control_out, hello | details)
     # Everything allocated so far is shared with samples; keep the collector off it.
     gc.freeze()
