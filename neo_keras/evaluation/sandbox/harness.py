@@ -138,11 +138,8 @@ def _run_test(test: str, candidate: _Candidate) -> tuple[str, str]:
         exec(compile(test, TEST_FILENAME, "exec"), namespace)
     except _ProgramEnded as ended:
         return ended.status, ended.detail
-    except MemoryError:
-        return job_module.MEMORY_LIMIT, "MemoryError"
     except BaseException as error:
-        runner.print_traceback(error)
-        return job_module.FAILED, _describe(error)
+        return runner.verdict_of_exception(error, _describe)
     return job_module.PASSED, ""
 
 

@@ -315,8 +315,7 @@ def _keeper_sample(spec, fds, plan, identity) -> NoReturn:
     try:
         features = filesystem.build_view(plan, SAMPLE_ID, SAMPLE_ID, spec.private_bytes)
     except BaseException as error:
-        message = f"{type(error).__name__}: {error}"
-        os.write(fds.status, _status_line(SETUP_FAILED, message))
+        _write_setup_failure(fds.status, error)
         os._exit(1)
     _run_confined(spec, fds, identity, features)
 

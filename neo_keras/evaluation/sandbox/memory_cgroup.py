@@ -86,15 +86,15 @@ class MemoryCgroup:
             with contextlib.suppress(OSError):  # absent without swap accounting
                 _write(f"{self.path}/memory.swap.max", "0")
         else:
+            files = [f"{self.path}/memory.limit_in_bytes"]
             memory_and_swap = f"{self.path}/memory.memsw.limit_in_bytes"
+            if os.path.exists(memory_and_swap):  # absent without swap accounting
+                files.append(memory_and_swap)
             # v1 keeps memory+swap >= memory: raise it first, lower it last.
-            order = ["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"]
             if self._limit is not None and limit > self._limit:
-                order.reverse()
-            for name in order:
-                if name.startswith("memory.memsw") and not os.path.exists(memory_and_swap):
-                    continue
-                _write(f"{self.path}/{name}", str(limit))
+                files.reverse()
+            for path in files:
+                _write(path, str(limit))
         self._limit = limit
 
     def oom_kills(self) -> int:

@@ -17,6 +17,7 @@ import os
 import sys
 import traceback
 import types
+from collections.abc import Callable
 from contextlib import suppress
 from typing import NoReturn
 
@@ -94,12 +95,14 @@ def execute(
     return job_module.PASSED, "", namespace
 
 
-def verdict_of_exception(error: BaseException) -> tuple[str, str]:
+def verdict_of_exception(
+    error: BaseException, describe_error: Callable[[BaseException], str] = describe
+) -> tuple[str, str]:
     """(status, detail) for an exception that stopped a program, its traceback printed."""
     if isinstance(error, MemoryError):
         return job_module.MEMORY_LIMIT, "MemoryError"
     print_traceback(error)
-    return job_module.FAILED, describe(error)
+    return job_module.FAILED, describe_error(error)
 
 
 def print_traceback(error: BaseException) -> None:
