@@ -162,9 +162,9 @@ HOSTILE = {
     "forge_report_from_gc": (
         "    import gc, os\n"
         "    objects = gc.get_objects()\n"
-        "    spec = next(o for o in objects if type(o).__name__ == 'SampleSpec')\n"
+        "    header = next(o for o in objects if type(o).__name__ == 'Header')\n"
         "    fds = next(o for o in objects if type(o).__name__ == 'SampleFds')\n"
-        "    os.write(fds.report, (spec.token + '\\tpassed\\t').encode())\n"
+        "    os.write(fds.report, (header.token + '\\tpassed\\t').encode())\n"
         "    os._exit(0)\n",
         {"failed"},
     ),
@@ -217,6 +217,13 @@ HOSTILE = {
         "    return number % 1.0\n",
         {"failed"},
     ),
+    "write_to_host_fifo": (
+        "    import os\n"
+        "    fifo = os.open({fifo!r}, os.O_WRONLY | os.O_NONBLOCK)\n"
+        "    os.write(fifo, b'leak')\n"
+        "    return number % 1.0\n",
+        {"failed"},
+    ),
     "open_host_ptmx": (
         "    import os\n"
         "    os.close(os.open('/dev/ptmx', os.O_RDWR | os.O_NOCTTY))\n"
@@ -245,7 +252,7 @@ KILL_EVERYTHING = (
 # descriptor it might have: it must fail this sample and nothing else.
 FORGE_SETUP_FAILED = """
 import gc, os
-token = next(o for o in gc.get_objects() if type(o).__name__ == 'SampleSpec').token
+token = next(o for o in gc.get_objects() if type(o).__name__ == 'Header').token
 for fd in range(3, 64):
     for status in ("setup_failed", "passed"):
         try:
@@ -329,7 +336,7 @@ def main(config: dict) -> dict:
     problem = next(p for p in load_problems() if p.task_id == PROBLEM)
     daemon_file = os.path.join(config["marker_dir"], "daemon.txt")
     names = {"marker": config["marker"], "port": config["port"],
-             "unix_socket": config["unix_socket"],
+             "unix_socket": config["unix_socket"], "fifo": config["fifo"],
              "secret_name": config["secret_name"], "daemon_file": daemon_file}
     report: dict = {"cases": {}, "expected": {}}
     with Sandbox(limits=LIMITS, workers=2) as sandbox:

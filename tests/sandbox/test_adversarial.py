@@ -70,6 +70,24 @@ class RecordingServer:
         self._listener.close()
 
 
+class RecordingFifo:
+    """A FIFO at `path` that anyone may write to; `received()` reads what was written."""
+
+    def __init__(self, path: Path) -> None:
+        os.mkfifo(path)
+        path.chmod(0o666)
+        self._reader = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+
+    def received(self) -> bytes:
+        try:
+            return os.read(self._reader, 65536)
+        except BlockingIOError:  # open for writing somewhere, and empty
+            return b""
+
+    def close(self) -> None:
+        os.close(self._reader)
+
+
 def processes_matching(uids: set[int], session: int) -> list[str]:
     """Live processes whose real uid is in `uids` or whose session id is `session`."""
     found = []
@@ -96,6 +114,7 @@ class SuiteRun:
     marker_dir: Path
     server: RecordingServer
     unix_server: RecordingServer
+    fifo_received: bytes
     secret: str
     session: int
 
@@ -117,10 +136,12 @@ def suite_run(tmp_path_factory) -> SuiteRun:
     marker.chmod(0o666)
     server = RecordingServer()
     unix_server = RecordingServer(marker_dir / "service.sock")
+    fifo = RecordingFifo(marker_dir / "service.fifo")
     secret = secrets.token_hex(16)
     report_path = tmp_path_factory.mktemp("adversarial") / "report.json"
     config = {"marker_dir": str(marker_dir), "marker": str(marker), "port": server.port,
               "unix_socket": str(marker_dir / "service.sock"),
+              "fifo": str(marker_dir / "service.fifo"),
               "secret_name": SECRET_NAME, "report": str(report_path)}
     process = subprocess.Popen(
         [sys.executable, str(SUITE), json.dumps(config)],
@@ -139,9 +160,11 @@ def suite_run(tmp_path_factory) -> SuiteRun:
     finally:
         server.close()
         unix_server.close()
+        fifo_received = fifo.received()
+        fifo.close()
     assert process.returncode == 0, stderr.decode(errors="replace")[-5000:]
     run = SuiteRun(json.loads(report_path.read_text()), marker, marker_dir, server, unix_server,
-                   secret, process.pid)
+                   fifo_received, secret, process.pid)
     yield run
     shutil.rmtree(marker_dir, ignore_errors=True)
 
@@ -185,7 +208,8 @@ def test_limits_stop_samples_well_before_the_deadline(suite_run):
 
 def test_marker_files_are_untouched(suite_run):
     assert suite_run.marker.read_text() == MARKER_TEXT
-    assert sorted(p.name for p in suite_run.marker_dir.iterdir()) == ["marker.txt", "service.sock"]
+    names = sorted(p.name for p in suite_run.marker_dir.iterdir())
+    assert names == ["marker.txt", "service.fifo", "service.sock"]
     assert not suite_run.report["daemon_file_exists"]
 
 
@@ -193,6 +217,10 @@ def test_marker_files_are_untouched(suite_run):
 def test_servers_received_nothing(suite_run, server):
     assert getattr(suite_run, server).connections == 0
     assert getattr(suite_run, server).received == b""
+
+
+def test_the_host_fifo_received_nothing(suite_run):
+    assert suite_run.fifo_received == b""
 
 
 def test_secret_never_reaches_a_sample(suite_run):

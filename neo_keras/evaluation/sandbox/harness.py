@@ -19,7 +19,7 @@ import pickle
 from typing import NoReturn
 
 from . import job as job_module
-from . import kernel, protocol, runner, values
+from . import job_file, kernel, protocol, runner, values
 
 TEST_FILENAME = "<test>"
 MAX_REPLY_BYTES = 16 * 1024 * 1024
@@ -143,10 +143,12 @@ def _run_test(test: str, candidate: _Candidate) -> tuple[str, str]:
     return job_module.PASSED, ""
 
 
-def run_with_test(
-    program: str, module_name: str, entry_point: str, test: str, report_fd: int, token: str
-) -> NoReturn:
-    """Forks the program's process, runs `test` against it here, reports, and exits."""
+def run_with_test(job_fd: int, header: job_file.Header, report_fd: int) -> NoReturn:
+    """Forks the program's process, runs the job's test against it here, reports, and exits.
+
+    The fork comes before this process reads the test, so the program's memory never
+    holds it; the program's process reads only its program from the job's file.
+    """
     write, exit_now = os.write, os._exit
     kernel.forbid_tracing()  # before the fork, so that no moment exists when it is not
     requests_read, requests_write = os.pipe()
@@ -155,13 +157,19 @@ def run_with_test(
         for fd in (report_fd, requests_write, replies_read):
             os.close(fd)
         try:
-            _serve_program(program, module_name, entry_point, requests_read, replies_write)
+            program = job_file.read_text(job_fd, header.program)
+            os.close(job_fd)
+            _serve_program(
+                program, header.module_name, header.entry_point, requests_read, replies_write
+            )
         finally:
             os._exit(1)
     os.close(requests_read)
     os.close(replies_write)
+    test = job_file.read_text(job_fd, header.test)
+    os.close(job_fd)
     runner.fresh_standard_streams()
     status, detail = _run_test(test, _Candidate(requests_write, replies_read))
     runner.flush_standard_streams()
-    write(report_fd, runner.encode_report(token, status, detail))
+    write(report_fd, runner.encode_report(header.token, status, detail))
     exit_now(0)

@@ -1,25 +1,26 @@
-"""Forks the process tree of one sample from the warm worker interpreter.
+"""Forks the process tree of one sample from the template (template.py).
 
 With namespaces the sample is PID 1 of a new PID namespace, so every process it
 starts dies with it, and it is in new user, network, mount and IPC namespaces. It
 builds its file system view while it still holds capabilities in its own user
 namespace, then drops them and runs the program. There are two ways to get there:
 
-    direct:  worker ── sample
-    keeper:  worker ── keeper ── sample
+    direct:  template ── sample
+    keeper:  template ── keeper ── sample
 
-Direct, the worker itself asks for a new PID namespace before each fork (possible
+Direct, the template itself asks for a new PID namespace before each fork (possible
 when it has CAP_SYS_ADMIN over its own PID namespace, as real root does), and the
 sample unshares the other namespaces. Otherwise a keeper unshares all of them and
 forks the sample; it reaps the sample and reports its wait status on a pipe the
 program never holds, and the worker stops a sample early by killing the keeper (the
-sample has a parent-death signal). Either way the worker writes the uid/gid maps
+sample has a parent-death signal). Either way the template writes the uid/gid maps
 from outside while the first child waits.
 
-Without namespaces, the worker forks the sample directly and cleans up after it
+Without namespaces, the template forks the sample directly and cleans up after it
 (cleanup.py).
 
-Forked children run only until os._exit: an exception never unwinds into the worker.
+The sample reads its job from its own descriptor (job_file.py). Forked children run
+only until os._exit: an exception never unwinds into the template.
 """
 
 from __future__ import annotations
@@ -33,8 +34,7 @@ import traceback
 from collections.abc import Callable
 from typing import NoReturn
 
-from . import confinement, filesystem, harness, kernel, runner
-from . import job as job_module
+from . import confinement, filesystem, harness, job_file, kernel, runner
 from .errors import SandboxError
 
 # Besides the PID namespace, which is made differently on the two paths.
@@ -53,17 +53,23 @@ class NamespaceError(SandboxError):
 
 @dataclasses.dataclass(frozen=True)
 class SampleSpec:
-    """Everything the forked processes need to know about one job."""
+    """What the forked processes need to know about one job besides the job itself."""
 
-    job: job_module.Job
-    token: str
     limits: confinement.ResourceLimits
     private_bytes: int
 
 
 @dataclasses.dataclass(frozen=True)
+class DirectPath:
+    """Descriptors the template needs to fork samples without a keeper."""
+
+    own_pid_namespace: int  # to return to after each fork
+    network_namespace: int | None  # shared by the samples (make_empty_network_namespace)
+
+
+@dataclasses.dataclass(frozen=True)
 class SampleFds:
-    """The sample's ends of its pipes (the worker closes its copies once it has forked)."""
+    """The sample's descriptors (the worker and the template close theirs once it is forked)."""
 
     stdin: int
     stdout: int
@@ -71,11 +77,12 @@ class SampleFds:
     report: int
     status: int
     lifeline: int  # end of file here means the worker is gone
-    worker_ends: tuple[int, ...]  # the worker's ends of the same pipes, closed in children
+    job: int  # the job's file (job_file.py)
+    parent_ends: tuple[int, ...]  # descriptors of the forking process, closed in children
 
-    def close_worker_ends(self) -> None:
+    def close_parent_ends(self) -> None:
         """Run first in a forked child, so that end of file on a pipe means what it should."""
-        for fd in self.worker_ends:
+        for fd in self.parent_ends:
             os.close(fd)
 
 
@@ -105,7 +112,7 @@ def _become_sample(
     """Confines this process and runs the job. Setup failures and the view's `features`
     go to the status pipe, which is closed before any of the job's code runs, so that
     nothing the program writes can pass for the sandbox's own word."""
-    report_fd, status_fd = fds.report, fds.status
+    report_fd, status_fd, job_fd = fds.report, fds.status, fds.job
     try:
         os.setsid()
         confinement.drop_privileges(identity)
@@ -114,12 +121,13 @@ def _become_sample(
         kernel.set_parent_death_signal(signal.SIGKILL)
         if _worker_gone(fds.lifeline):
             os._exit(1)
-        report_fd, status_fd = confinement.wire_standard_streams(
-            fds.stdin, fds.stdout, fds.stderr, keep=(report_fd, status_fd)
+        report_fd, status_fd, job_fd = confinement.wire_standard_streams(
+            fds.stdin, fds.stdout, fds.stderr, keep=(report_fd, status_fd, job_fd)
         )
         confinement.reset_environment(work_directory)
         confinement.apply_resource_limits(spec.limits)
         refused = kernel.refuse_unbounded_calls()
+        header = job_file.read_header(job_fd)
     except BaseException as error:
         _write_setup_failure(status_fd, error)
         os._exit(1)
@@ -128,15 +136,15 @@ def _become_sample(
             features = [*features, "seccomp: no memfd or SysV shared memory or unix sockets"]
         os.write(status_fd, _status_line("ready", ",".join(features)))
     os.close(status_fd)
-    _run_job(spec.job, report_fd, spec.token)
+    _run_job(job_fd, header, report_fd)
 
 
-def _run_job(job: job_module.Job, report_fd: int, token: str) -> NoReturn:
-    if job.test is None:
-        runner.run_program(job.program, report_fd, token, job.clean_exit_passes)
-    harness.run_with_test(
-        job.program, job.module_name, job.entry_point, job.test, report_fd, token
-    )
+def _run_job(job_fd: int, header: job_file.Header, report_fd: int) -> NoReturn:
+    if header.test is not None:
+        harness.run_with_test(job_fd, header, report_fd)
+    program = job_file.read_text(job_fd, header.program)
+    os.close(job_fd)
+    runner.run_program(program, report_fd, header.token, header.clean_exit_passes)
 
 
 def _worker_gone(lifeline: int) -> bool:
@@ -148,17 +156,17 @@ def fork_plain_sample(
     spec: SampleSpec, fds: SampleFds, identity: confinement.Identity, work_directory: str
 ) -> int:
     """Forks the sample directly (no namespaces); returns its pid."""
-    worker = os.getpid()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:
-        _exit_on_any_error(_plain_sample, worker, spec, fds, identity, work_directory)
+        _exit_on_any_error(_plain_sample, parent, spec, fds, identity, work_directory)
     return pid
 
 
-def _plain_sample(worker, spec, fds, identity, work_directory) -> NoReturn:
-    fds.close_worker_ends()
+def _plain_sample(parent, spec, fds, identity, work_directory) -> NoReturn:
+    fds.close_parent_ends()
     kernel.set_parent_death_signal(signal.SIGKILL)
-    if os.getppid() != worker:
+    if os.getppid() != parent:
         os._exit(1)
     _become_sample(spec, fds, identity, work_directory)
 
@@ -209,6 +217,28 @@ def can_create_pid_namespaces(own_pid_namespace: int) -> bool:
     return True
 
 
+def make_empty_network_namespace() -> int | None:
+    """A descriptor of a new network namespace holding only a loopback device that is
+    down, or None where this process may not make one.
+
+    On the direct path every sample of a worker joins it instead of making its own:
+    making and tearing down a network namespace costs more CPU than anything else about
+    a sample. Nothing in it carries over from one sample to the next: no process of a
+    sample outlives it, and no sample holds a capability over the namespace.
+    """
+    own = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        try:
+            kernel.unshare(kernel.CLONE_NEWNET)
+        except OSError:
+            return None
+        empty = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        kernel.setns(own, kernel.CLONE_NEWNET)
+        return empty
+    finally:
+        os.close(own)
+
+
 def fork_namespaced_sample(
     spec: SampleSpec,
     fds: SampleFds,
@@ -216,32 +246,35 @@ def fork_namespaced_sample(
     identity: confinement.Identity,
     host_ids: tuple[int, int],
     write_id_maps: Callable[[int], None],
-    own_pid_namespace: int | None,
+    direct: DirectPath | None,
 ) -> int:
-    """Forks the sample (direct path, given the worker's own PID namespace) or its keeper,
-    completes the namespace handshake and returns the child's pid.
+    """Forks the sample (direct path) or its keeper, completes the namespace handshake
+    and returns the child's pid.
 
     `host_ids` are the sample's uid and gid on the host. Raises NamespaceError if the
     kernel refuses the namespaces.
     """
     to_child_r, to_child_w = os.pipe()
     from_child_r, from_child_w = os.pipe()
-    if own_pid_namespace is not None:
+    if direct is not None:
         kernel.unshare(kernel.CLONE_NEWPID)
     try:
         pid = os.fork()
         if pid == 0:
             os.close(to_child_w)
             os.close(from_child_r)
-            fds.close_worker_ends()
+            fds.close_parent_ends()
             handshake = (to_child_r, from_child_w)
-            if own_pid_namespace is None:
+            if direct is None:
                 _exit_on_any_error(_keeper, handshake, spec, fds, plan, identity)
-            _exit_on_any_error(_direct_sample, handshake, spec, fds, plan, identity, host_ids)
+            _exit_on_any_error(
+                _direct_sample, handshake, spec, fds, plan, identity, host_ids,
+                direct.network_namespace,
+            )
     finally:
-        if own_pid_namespace is not None:
-            # Later children of the worker belong in its own PID namespace again.
-            kernel.setns(own_pid_namespace, kernel.CLONE_NEWPID)
+        if direct is not None:
+            # Later children of the template belong in its own PID namespace again.
+            kernel.setns(direct.own_pid_namespace, kernel.CLONE_NEWPID)
     os.close(to_child_r)
     os.close(from_child_w)
     try:
@@ -269,31 +302,38 @@ def _refuse(handshake: tuple[int, int], what: str, error: BaseException) -> NoRe
 
 
 def _enter_namespaces(handshake: tuple[int, int], flags: int) -> None:
-    """Unshares, then waits until the worker has written this process's id maps."""
-    from_worker, to_worker = handshake
+    """Unshares, then waits until the template has written this process's id maps."""
+    from_parent, to_parent = handshake
     try:
         kernel.unshare(flags)
     except OSError as error:
         _refuse(handshake, "unshare failed", error)
-    os.write(to_worker, _UNSHARED)
-    # If the worker is gone, this sees end of file instead.
-    if os.read(from_worker, 1) != _GO:
+    os.write(to_parent, _UNSHARED)
+    # If the template is gone, this sees end of file instead.
+    if os.read(from_parent, 1) != _GO:
         os._exit(1)
-    os.close(from_worker)
-    os.close(to_worker)
+    os.close(from_parent)
+    os.close(to_parent)
 
 
-def _direct_sample(handshake, spec, fds, plan, identity, host_ids) -> NoReturn:
-    # PID 1 of a PID namespace the worker (real root) made. The view is built before the
+def _direct_sample(
+    handshake, spec, fds, plan, identity, host_ids, network_namespace
+) -> NoReturn:
+    # PID 1 of a PID namespace the template (real root) made. The view is built before the
     # user namespace exists, so the mount namespace (and /proc) belong to the host's
-    # user namespace and nothing inside can undo them.
+    # user namespace and nothing inside can undo them; so does the network namespace.
     kernel.set_parent_death_signal(signal.SIGKILL)
+    flags = NAMESPACE_FLAGS & ~kernel.CLONE_NEWNS
     try:
         kernel.unshare(kernel.CLONE_NEWNS)
         features = filesystem.build_view(plan, *host_ids, spec.private_bytes)
+        if network_namespace is not None:
+            kernel.setns(network_namespace, kernel.CLONE_NEWNET)
+            os.close(network_namespace)
+            flags &= ~kernel.CLONE_NEWNET
     except BaseException as error:
         _refuse(handshake, "could not build the file system view", error)
-    _enter_namespaces(handshake, NAMESPACE_FLAGS & ~kernel.CLONE_NEWNS)
+    _enter_namespaces(handshake, flags)
     _run_confined(spec, fds, identity, features)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -11,8 +12,19 @@ import sys
 import tempfile
 import time
 
-from . import cleanup, confinement, filesystem, launch, memory_cgroup, monitor, runner, verdict
+from . import (
+    cleanup,
+    confinement,
+    filesystem,
+    job_file,
+    launch,
+    memory_cgroup,
+    monitor,
+    runner,
+    verdict,
+)
 from . import job as job_module
+from . import template as template_module
 from .errors import SandboxError
 
 NAMESPACES = "namespaces"
@@ -34,7 +46,7 @@ class WorkerSetup:
     privileged: bool
     last_capability: int
     plan: filesystem.FileSystemPlan | None = None
-    own_pid_namespace: int | None = None  # set when samples are forked without a keeper
+    direct: launch.DirectPath | None = None  # set when samples are forked without a keeper
 
     def identity(self) -> confinement.Identity:
         """The ids the sample switches to, as seen from where it runs."""
@@ -82,26 +94,13 @@ class SampleResult:
         }
 
 
-def _stdin_fd(data: bytes) -> int:
-    if not data:
-        return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-    memory = os.memfd_create("sample-stdin", os.MFD_CLOEXEC)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(memory, view) :]
-        # Reopened read-only so the sample cannot alter what it reads.
-        return os.open(f"/proc/self/fd/{memory}", os.O_RDONLY | os.O_CLOEXEC)
-    finally:
-        os.close(memory)
-
-
 class _Pipes:
-    """The sample's pipes; the worker keeps read ends, the sample gets the rest."""
+    """The sample's pipes and files; the worker keeps read ends, the sample gets the rest."""
 
-    def __init__(self, stdin: bytes) -> None:
-        self._fds: list[int] = []
-        stdin_fd = self._own(_stdin_fd(stdin))
+    def __init__(self, stdin: bytes, job: int) -> None:
+        """`job` is the job's file, which this takes over."""
+        self._fds: list[int] = [job]
+        stdin_fd = self._own(job_file.read_only_memory_file(stdin))
         ends = {kind: self._pipe() for kind in ("stdout", "stderr", "report", "status")}
         # The worker holds the write end of the lifeline until the job is over.
         lifeline, lifeline_holder = self._pipe()
@@ -109,7 +108,8 @@ class _Pipes:
         self.child = launch.SampleFds(
             stdin=stdin_fd,
             lifeline=lifeline,
-            worker_ends=(*self.streams, lifeline_holder),
+            job=job,
+            parent_ends=(*self.streams, lifeline_holder),
             **{kind: write for kind, (_, write) in ends.items()},
         )
 
@@ -125,7 +125,7 @@ class _Pipes:
         """Closes the worker's copies of the child ends, so end of file means the sample is gone."""
         child = self.child
         for fd in (child.stdin, child.stdout, child.stderr, child.report, child.status,
-                   child.lifeline):
+                   child.lifeline, child.job):
             self._close(fd)
 
     def _close(self, fd: int) -> None:
@@ -200,16 +200,18 @@ def _sample_ended(watch: monitor.Watch) -> bool:
 
 
 class SampleRunner:
-    """Runs samples one after another under a worker's setup."""
+    """Runs samples one after another under a worker's setup, forked by its template."""
 
     def __init__(
-        self, setup: WorkerSetup, memory: memory_cgroup.MemoryCgroup | None = None
+        self,
+        setup: WorkerSetup,
+        template: template_module.Template,
+        memory: memory_cgroup.MemoryCgroup | None = None,
     ) -> None:
         """`memory` is the worker's memory cgroup, where it has one."""
         self.setup = setup
+        self.template = template
         self.memory = memory
-        # Keepers that reported their sample gone and are tearing down its namespaces.
-        self._exiting_keepers: list[int] = []
 
     def run(
         self, job: job_module.Job, limits: job_module.Limits, control_fd: int
@@ -219,15 +221,13 @@ class SampleRunner:
         Raises SandboxError when the sandbox (not the sample) failed, monitor.ControlLost
         when the evaluator went away.
         """
-        self._reap_exited_keepers()
         timeout_s = job.timeout_s or limits.timeout_s
         spec = launch.SampleSpec(
-            job=job,
-            token=os.urandom(16).hex(),
             limits=_resource_limits(self.setup, limits, timeout_s),
             private_bytes=limits.file_size_bytes,
         )
-        pipes = _Pipes(job.stdin)
+        token = os.urandom(16).hex()
+        pipes = _Pipes(job.stdin, job_file.write(job, token))
         if self.memory is not None:
             self.memory.limit_sample(limits.memory_bytes)
             oom_kills_before = self.memory.oom_kills()
@@ -240,31 +240,30 @@ class SampleRunner:
         finally:
             pipes.close()
         oom_killed = self.memory is not None and self.memory.oom_kills() > oom_kills_before
-        return _judge(spec, ending, limits.max_output_bytes, oom_killed)
+        return _judge(spec, token, ending, limits.max_output_bytes, oom_killed)
 
     def _run_namespaced(self, spec, pipes, limits, deadline, control_fd) -> _Ending:
         started = time.monotonic()
-        setup = self.setup
-        direct = setup.own_pid_namespace is not None
-        pid = launch.fork_namespaced_sample(
-            spec, pipes.child, setup.plan, setup.identity(), (setup.host_uid, setup.host_gid),
-            setup.write_id_maps, setup.own_pid_namespace,
-        )
+        direct = self.setup.direct is not None
+        pid, pid_fd = self.template.fork(self.setup, spec, pipes.child)
         pipes.close_child_ends()
         watcher = monitor.SampleMonitor(pipes.streams, limits.max_output_bytes)
         wait_status, cpu = None, 0.0
-        with _PidFd(pid) as pid_fd:
-            try:
-                if direct:
-                    watcher.wait(pid_fd, control_fd, deadline)
-                else:
-                    watcher.wait(pid_fd, control_fd, deadline, _sample_ended)
-            finally:
-                if direct:
-                    # PID 1 of its namespace: when it is reaped, so is everything it started.
-                    wait_status, cpu = _kill_and_reap(pid)
-                else:
-                    self._stop_keeper(pid, watcher.watch)
+        try:
+            if direct:
+                watcher.wait(pid_fd, control_fd, deadline)
+            else:
+                watcher.wait(pid_fd, control_fd, deadline, _sample_ended)
+        finally:
+            if direct:
+                # PID 1 of its namespace: when it is reaped, so is everything it started.
+                _kill(pid_fd)
+                wait_status, cpu = self.template.wait_for_exit()
+            elif not _sample_ended(watcher.watch):
+                # The keeper's death SIGKILLs the sample (PID 1), which takes its namespace.
+                _kill(pid_fd)
+                self.template.kill_leftovers(None)
+            os.close(pid_fd)
         duration = time.monotonic() - started
         watch = watcher.drain()
         log = _status_log(watch)
@@ -272,81 +271,43 @@ class SampleRunner:
             wait_status, cpu = log.wait_status, log.cpu_seconds
         return _Ending(watch, duration, wait_status, cpu, log.features)
 
-    def _stop_keeper(self, keeper: int, watch: monitor.Watch) -> None:
-        if _sample_ended(watch):
-            self._exiting_keepers.append(keeper)
-            return
-        # The keeper's death SIGKILLs the sample (PID 1), which takes its namespace along.
-        _kill_and_reap(keeper)
-        self._exiting_keepers.clear()
-        cleanup.kill_all_children()
-
-    def _reap_exited_keepers(self) -> None:
-        self._exiting_keepers = [pid for pid in self._exiting_keepers if not _reaped_now(pid)]
-
     def _run_plain(self, spec, pipes, limits, deadline, control_fd) -> _Ending:
         started = time.monotonic()
         setup = self.setup
-        work_directory = _plain_work_directory(setup)
+        plain = template_module.PlainSample(
+            work_directory=_plain_work_directory(setup),
+            uid_to_kill=setup.host_uid if setup.mode == SETUID else None,
+        )
         try:
-            pid = launch.fork_plain_sample(spec, pipes.child, setup.identity(), work_directory)
+            pid, pid_fd = self.template.fork(setup, spec, pipes.child, plain)
             pipes.close_child_ends()
             watcher = monitor.SampleMonitor(pipes.streams, limits.max_output_bytes)
-            with _PidFd(pid) as pid_fd:
-                try:
-                    watcher.wait(pid_fd, control_fd, deadline)
-                finally:
-                    wait_status, cpu = self._stop_plain(pid)
+            try:
+                watcher.wait(pid_fd, control_fd, deadline)
+            finally:
+                _kill(pid_fd)
+                wait_status, cpu = self.template.wait_for_exit()
+                os.close(pid_fd)
             duration = time.monotonic() - started
             watch = watcher.drain()
             _status_log(watch)
         finally:
-            _remove_tree(work_directory)
+            _remove_tree(plain.work_directory)
         return _Ending(watch, duration, wait_status, cpu)
 
-    def _stop_plain(self, pid: int) -> tuple[int, float]:
-        wait_status, cpu = _kill_and_reap(pid)
-        # Orphans of the sample are reparented to this subreaper: no children, no leftovers.
-        if cleanup.children_of_this_process():
-            if self.setup.mode == SETUID:
-                cleanup.kill_processes_of_uid(self.setup.host_uid)
-            cleanup.kill_all_children()
-        return wait_status, cpu
 
-
-def _kill_and_reap(pid: int) -> tuple[int, float]:
-    """SIGKILLs a child (a no-op if it already exited, as it is not yet reaped) and reaps it;
-    returns its wait status and CPU seconds."""
-    os.kill(pid, signal.SIGKILL)
-    _, wait_status, usage = os.wait4(pid, 0)
-    return wait_status, usage.ru_utime + usage.ru_stime
-
-
-def _reaped_now(pid: int) -> bool:
-    try:
-        return os.waitpid(pid, os.WNOHANG) != (0, 0)
-    except ChildProcessError:  # already reaped elsewhere
-        return True
-
-
-class _PidFd:
-    """A pollable descriptor for a child process, closed on exit from the block."""
-
-    def __init__(self, pid: int) -> None:
-        self._fd = os.pidfd_open(pid)
-
-    def __enter__(self) -> int:
-        return self._fd
-
-    def __exit__(self, *exc_info) -> None:
-        os.close(self._fd)
+def _kill(pid_fd: int) -> None:
+    """SIGKILLs the process behind `pid_fd` (nothing, if it is already gone)."""
+    with contextlib.suppress(ProcessLookupError):
+        signal.pidfd_send_signal(pid_fd, signal.SIGKILL)
 
 
 def _judge(
-    spec: launch.SampleSpec, ending: _Ending, max_output_bytes: int, oom_killed: bool
+    spec: launch.SampleSpec, token: str, ending: _Ending, max_output_bytes: int,
+    oom_killed: bool,
 ) -> SampleResult:
     watch = ending.watch
-    report = runner.decode_report(watch.timely_report(), spec.token)
+    report = runner.decode_report(watch.timely_report(), token)
     status, detail = verdict.decide(
         verdict.Observation(
             output_exceeded=watch.output_exceeded,

@@ -1,9 +1,11 @@
-"""The sandbox worker: a warm interpreter that forks one confined process tree per sample.
+"""The sandbox worker: a warm interpreter that runs one confined process tree per sample.
 
 pool.Sandbox starts it with a clean environment and without importing the neo_keras
 package (its bootstrap registers this directory as a package of its own), so what a
-sample inherits is the standard library, not the evaluator. Forking this interpreter
-costs a few milliseconds where starting a new one costs tens.
+sample inherits is the standard library, not the evaluator. Before it reads any job the
+worker forks its template (template.py), which forks every sample: forking a warm
+interpreter costs a few milliseconds where starting a new one costs tens, and the
+template's memory has never held a job or its output.
 
 Messages are plain dicts, so nothing outside this directory is ever unpickled here.
 """
@@ -18,6 +20,7 @@ import os
 
 from . import filesystem, kernel, launch, memory_cgroup, monitor, protocol, sample
 from . import job as job_module
+from . import template as template_module
 from .errors import SandboxError
 
 # Modules that generated programs commonly import, loaded once here instead of per sample.
@@ -55,9 +58,16 @@ def _probe(runner: sample.SampleRunner, control_fd: int) -> tuple[str, ...]:
 
 
 def _choose_runner(
-    config: dict, control_fd: int, memory: memory_cgroup.MemoryCgroup | None
+    config: dict,
+    control_fd: int,
+    template: template_module.Template,
+    direct: launch.DirectPath,
+    memory: memory_cgroup.MemoryCgroup | None,
 ) -> tuple[sample.SampleRunner, dict]:
-    """Namespaces if a trivial program passes under them, otherwise the limits alone."""
+    """Namespaces if a trivial program passes under them, otherwise the limits alone.
+
+    `direct` holds descriptors the worker opened before it forked the template, for the
+    direct path, which is taken if the template can make PID namespaces."""
     privileged = os.geteuid() == 0
     if privileged:
         uid, gid = config["host_uid"], config["host_gid"]
@@ -68,29 +78,27 @@ def _choose_runner(
     if config["use_namespaces"]:
         try:
             plan = filesystem.plan_file_system(uid, gid)
-            own_pid_namespace = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
             if not (
                 config.get("direct", True)
-                and launch.can_create_pid_namespaces(own_pid_namespace)
+                and launch.can_create_pid_namespaces(direct.own_pid_namespace)
             ):
-                os.close(own_pid_namespace)
-                own_pid_namespace = None
+                direct = None
             runner = sample.SampleRunner(
                 sample.WorkerSetup(
-                    sample.NAMESPACES, uid, gid, privileged, last_capability, plan,
-                    own_pid_namespace,
+                    sample.NAMESPACES, uid, gid, privileged, last_capability, plan, direct
                 ),
+                template,
                 memory,
             )
             features = _probe(runner, control_fd)
-            path = "keeper" if own_pid_namespace is None else "direct"
+            path = "keeper" if direct is None else "direct"
             details = {"features": list(features), "hidden": list(plan.hidden), "path": path}
             return runner, details
         except (SandboxError, OSError) as error:
             reason = str(error)
     mode = sample.SETUID if privileged else sample.SHARED_UID
     runner = sample.SampleRunner(
-        sample.WorkerSetup(mode, uid, gid, privileged, last_capability), memory
+        sample.WorkerSetup(mode, uid, gid, privileged, last_capability), template, memory
     )
     try:
         _probe(runner, control_fd)
@@ -114,26 +122,36 @@ def main(config_json: str) -> None:
     """Entry point of the worker process; `config_json` comes from pool.Sandbox."""
     config = json.loads(config_json)
     control_in, control_out = _take_control_pipes()
-    kernel.set_child_subreaper()
     for name in PRELOADED_MODULES:
         importlib.import_module(name)
-    # Before the first fork, so that every sample is born inside.
+    # Opened here so that the template inherits them.
+    direct = launch.DirectPath(
+        own_pid_namespace=os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC),
+        network_namespace=launch.make_empty_network_namespace(),
+    )
+    # Before the first fork, so that the template and every sample are born inside.
     memory = memory_cgroup.MemoryCgroup.enter(f"neo-keras-sandbox-{os.getpid()}")
+    template = template_module.Template.start(close_in_template=(control_in, control_out))
     try:
-        runner, details = _choose_runner(config, control_in, memory)
+        _run(config, control_in, control_out, template, direct, memory)
+    finally:
+        template.close()
+
+
+def _run(config, control_in, control_out, template, direct, memory) -> None:
+    try:
+        runner, details = _choose_runner(config, control_in, template, direct, memory)
     except (SandboxError, monitor.ControlLost) as error:
         protocol.send(control_out, {"fatal": str(error)})
         return
     setup = runner.setup
     if setup.mode != sample.NAMESPACES:
-        for name in PRELOADED_WITHOUT_NAMESPACES:
-            importlib.import_module(name)
+        template.preload(PRELOADED_WITHOUT_NAMESPACES)
     hello = {
         "mode": setup.mode, "host_uid": setup.host_uid, "sample_id": launch.SAMPLE_ID,
         "memory_cgroup": None if memory is None else memory.path,
     }
     protocol.send(control_out, hello | details)
-    # Everything allocated so far is shared with samples; keep the collector off it.
     gc.freeze()
     with contextlib.suppress(monitor.ControlLost):
         _serve(runner, control_in, control_out)

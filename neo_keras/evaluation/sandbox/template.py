@@ -1,0 +1,214 @@
+"""The template: the one process that forks samples, started before the worker handles any job.
+
+A forked process inherits its parent's memory, freed blocks included. The worker
+receives every job and reads every sample's output, so a sample forked from it could
+find earlier samples' code and output in its own heap. The template is forked from the
+worker before the first job and never reads one: the worker sends it a sample's
+descriptors (over SCM_RIGHTS) and limits, the template forks, and the sample reads its
+job from its own descriptor (job_file.py). As the samples' parent and a child
+subreaper, the template also reaps them and kills what they leave behind: it answers a
+fork with the child's pid and a pidfd (for the worker to watch and kill it by), then,
+unless a keeper reaps the sample, waits for the child and sends its wait status.
+
+Requests and replies are pickles between the worker and its own fork; no sample ever
+holds the socket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import gc
+import importlib
+import os
+import pickle
+import signal
+import socket
+from collections.abc import Iterable
+from typing import NoReturn
+
+from . import cleanup, kernel, launch
+from .errors import SandboxError
+
+_MAX_MESSAGE_BYTES = 1 << 20
+_MAX_FDS = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class PlainSample:
+    """A sample without namespaces: where it works, and the uid whose processes die with
+    it (None where it shares the worker's uid)."""
+
+    work_directory: str
+    uid_to_kill: int | None
+
+
+class Template:
+    """The worker's handle on its template process."""
+
+    def __init__(self, connection: socket.socket, pid: int) -> None:
+        self._connection, self.pid = connection, pid
+
+    @classmethod
+    def start(cls, close_in_template: Iterable[int]) -> Template:
+        """Forks the template; it closes `close_in_template` (the worker's own pipes)."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        worker = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            ours.close()
+            for fd in close_in_template:
+                os.close(fd)
+            _serve(theirs, worker)
+        theirs.close()
+        return cls(ours, pid)
+
+    def _call(self, request: tuple, fds: Iterable[int] = ()) -> tuple[object, list[int]]:
+        try:
+            socket.send_fds(self._connection, [pickle.dumps(request)], list(fds))
+        except OSError as error:
+            raise SandboxError(f"the sandbox's template process is gone: {error}") from error
+        return self._receive()
+
+    def _receive(self) -> tuple[object, list[int]]:
+        try:
+            reply, fds, _, _ = socket.recv_fds(self._connection, _MAX_MESSAGE_BYTES, 1)
+        except OSError as error:
+            raise SandboxError(f"the sandbox's template process is gone: {error}") from error
+        if not reply:
+            raise SandboxError("the sandbox's template process is gone")
+        kind, value = pickle.loads(reply)
+        if kind == "namespace_error":
+            raise launch.NamespaceError(value)
+        if kind == "error":
+            raise SandboxError(value)
+        return value, fds
+
+    def fork(
+        self, setup, spec: launch.SampleSpec, fds: launch.SampleFds,
+        plain: PlainSample | None = None,
+    ) -> tuple[int, int]:
+        """Forks a sample (or its keeper) under `setup` (a sample.WorkerSetup) with
+        namespaces, or without them given `plain`; returns its pid and a pidfd. Unless a
+        keeper reaps the sample, wait_for_exit must follow."""
+        child_ends = (fds.stdin, fds.stdout, fds.stderr, fds.report, fds.status,
+                      fds.lifeline, fds.job)
+        pid, pid_fds = self._call(("fork", setup, spec, plain), child_ends)
+        return pid, pid_fds[0]
+
+    def wait_for_exit(self) -> tuple[int, float]:
+        """The forked child's wait status and CPU seconds, once it has exited and everything
+        it left behind is gone."""
+        ended, _ = self._receive()
+        return ended
+
+    def kill_leftovers(self, uid: int | None) -> None:
+        """Kills every remaining descendant (orphans included), and every process of `uid`."""
+        self._call(("kill_leftovers", uid))
+
+    def preload(self, modules: Iterable[str]) -> None:
+        """Imports `modules` in the template, so that samples start with them loaded."""
+        self._call(("preload", tuple(modules)))
+
+    def close(self) -> None:
+        """Ends the template (and with it any sample still running) and reaps it."""
+        self._connection.close()
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
+
+
+def _serve(connection: socket.socket, worker: int) -> NoReturn:
+    try:
+        kernel.set_parent_death_signal(signal.SIGKILL)
+        if os.getppid() != worker:
+            os._exit(1)
+        kernel.set_child_subreaper()
+        # Everything allocated so far is shared with samples; keep the collector off it.
+        gc.freeze()
+        while (request := _receive(connection)) is not None:
+            (operation, *arguments), fds = request
+            if operation == "fork":
+                _fork_and_wait(connection, fds, *arguments)
+                continue
+            try:
+                reply = ("ok", _OPERATIONS[operation](*arguments))
+            except (SandboxError, OSError) as error:
+                reply = _error_reply(error)
+            connection.send(pickle.dumps(reply))
+    finally:
+        # The worker is gone: so are its samples, which have this process as their parent.
+        os._exit(0)
+
+
+def _receive(connection: socket.socket) -> tuple[tuple, list[int]] | None:
+    message, fds, _, _ = socket.recv_fds(connection, _MAX_MESSAGE_BYTES, _MAX_FDS)
+    return None if not message else (pickle.loads(message), fds)
+
+
+def _error_reply(error: BaseException) -> tuple[str, str]:
+    if isinstance(error, launch.NamespaceError):
+        return "namespace_error", str(error)
+    return "error", f"{type(error).__name__}: {error}"
+
+
+def _fork_and_wait(connection, fds, setup, spec, plain) -> None:
+    _reap_exited_children()  # keepers whose samples ended earlier
+    try:
+        pid = _fork(connection, fds, setup, spec, plain)
+    except (SandboxError, OSError) as error:
+        connection.send(pickle.dumps(_error_reply(error)))
+        return
+    finally:
+        # Only the sample holds its pipes now, so end of file on them means it is gone.
+        for fd in fds:
+            os.close(fd)
+    # Opened before this process reaps the child, so the pid cannot have been reused.
+    pid_fd = os.pidfd_open(pid)
+    try:
+        socket.send_fds(connection, [pickle.dumps(("ok", pid))], [pid_fd])
+    finally:
+        os.close(pid_fd)
+    if plain is None and setup.direct is None:
+        return  # a keeper: it reports its sample's end itself, and is reaped later
+    _, wait_status, usage = os.wait4(pid, 0)
+    if plain is not None:
+        _kill_leftovers(plain.uid_to_kill)
+    connection.send(pickle.dumps(("ok", (wait_status, usage.ru_utime + usage.ru_stime))))
+
+
+def _fork(connection, fds, setup, spec, plain) -> int:
+    stdin, stdout, stderr, report, status, lifeline, job = fds
+    sample_fds = launch.SampleFds(
+        stdin=stdin, stdout=stdout, stderr=stderr, report=report, status=status,
+        lifeline=lifeline, job=job, parent_ends=(connection.fileno(),),
+    )
+    if plain is None:
+        return launch.fork_namespaced_sample(
+            spec, sample_fds, setup.plan, setup.identity(), (setup.host_uid, setup.host_gid),
+            setup.write_id_maps, setup.direct,
+        )
+    return launch.fork_plain_sample(spec, sample_fds, setup.identity(), plain.work_directory)
+
+
+def _reap_exited_children() -> None:
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG) != (0, 0):
+            pass
+
+
+def _kill_leftovers(uid: int | None) -> None:
+    # Orphans of a sample are reparented to this subreaper: no children, no leftovers.
+    if not cleanup.children_of_this_process():
+        return
+    if uid is not None:
+        cleanup.kill_processes_of_uid(uid)
+    cleanup.kill_all_children()
+
+
+def _preload(modules: tuple[str, ...]) -> None:
+    for name in modules:
+        importlib.import_module(name)
+    gc.freeze()
+
+
+_OPERATIONS = {"kill_leftovers": _kill_leftovers, "preload": _preload}
