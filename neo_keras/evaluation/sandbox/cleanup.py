@@ -1,6 +1,6 @@
 """Making sure nothing a sample started outlives it.
 
-The worker is a child subreaper, so every orphaned descendant (double-forked daemons,
+The template is a child subreaper, so every orphaned descendant (double-forked daemons,
 children that called setsid) becomes its child and can be found and killed here.
 Where the sample ran as a uid of its own, one kill(-1) sent with that uid reaches all
 of its processes at once: the kernel walks the process list under a lock that fork
@@ -31,19 +31,21 @@ def _children_from_proc_tree(pid: int) -> list[int]:
     return children
 
 
-def children_of_this_process() -> list[int]:
-    """Pids of this single-threaded process's children."""
+def children_of_this_process(spare: tuple[int, ...]) -> list[int]:
+    """Pids of this single-threaded process's children, except those in `spare`."""
     pid = os.getpid()
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(child) for child in f.read().split()]
+            children = [int(child) for child in f.read().split()]
     except FileNotFoundError:  # kernels built without CONFIG_PROC_CHILDREN
-        return _children_from_proc_tree(pid)
+        children = _children_from_proc_tree(pid)
+    return [child for child in children if child not in spare]
 
 
-def kill_all_children() -> None:
-    """SIGKILLs and reaps children until none is left (orphans keep arriving as children)."""
-    while children := children_of_this_process():
+def kill_all_children(spare: tuple[int, ...]) -> None:
+    """SIGKILLs and reaps children, except those in `spare`, until none is left (orphans
+    keep arriving as children)."""
+    while children := children_of_this_process(spare):
         for child in children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signal.SIGKILL)

@@ -1,9 +1,10 @@
-"""The template: the one process that forks samples, started before the worker handles any job.
+"""The template: the one process that forks samples, split from the worker before any job.
 
 A forked process inherits its parent's memory, freed blocks included. The worker
 receives every job and reads every sample's output, so a sample forked from it could
-find earlier samples' code and output in its own heap. The template is forked from the
-worker before the first job and never reads one: the worker sends it a sample's
+find earlier samples' code and output in its own heap. The process pool.Sandbox starts
+forks once before it reads any job: the parent stays behind as the template, the child
+goes on as the worker. The template never reads a job: the worker sends it a sample's
 descriptors (over SCM_RIGHTS) and limits, the template forks, and the sample reads its
 job from its own descriptor (job_file.py). As the samples' parent and a child
 subreaper, the template also reaps them and kills what they leave behind: it answers a
@@ -46,22 +47,30 @@ class PlainSample:
 class Template:
     """The worker's handle on its template process."""
 
-    def __init__(self, connection: socket.socket, pid: int) -> None:
-        self._connection, self.pid = connection, pid
+    def __init__(self, connection: socket.socket) -> None:
+        self._connection = connection
 
     @classmethod
-    def start(cls, close_in_template: Iterable[int]) -> Template:
-        """Forks the template; it closes `close_in_template` (the worker's own pipes)."""
+    def split(cls, worker_only: Iterable[int]) -> Template:
+        """Forks. This process becomes the template, closes `worker_only` (the worker's
+        pipes) and never returns; the child returns as the worker, with its handle.
+
+        The template is the root of its samples' process tree (a fresh interpreter's
+        memory, not a fork's), which keeps each fork and page fault of a sample cheap.
+        """
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        worker = os.getpid()
-        pid = os.fork()
-        if pid == 0:
+        template = os.getpid()
+        worker = os.fork()
+        if worker != 0:
             ours.close()
-            for fd in close_in_template:
+            for fd in worker_only:
                 os.close(fd)
             _serve(theirs, worker)
         theirs.close()
-        return cls(ours, pid)
+        kernel.set_parent_death_signal(signal.SIGKILL)
+        if os.getppid() != template:
+            os._exit(1)
+        return cls(ours)
 
     def _call(self, request: tuple, fds: Iterable[int] = ()) -> tuple[object, list[int]]:
         try:
@@ -111,38 +120,101 @@ class Template:
         self._call(("preload", tuple(modules)))
 
     def close(self) -> None:
-        """Ends the template (and with it any sample still running) and reaps it."""
+        """Ends the template (and with it any sample still running)."""
         self._connection.close()
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(self.pid, 0)
 
 
 def _serve(connection: socket.socket, worker: int) -> NoReturn:
     try:
-        kernel.set_parent_death_signal(signal.SIGKILL)
-        if os.getppid() != worker:
-            os._exit(1)
-        kernel.set_child_subreaper()
-        # Everything allocated so far is shared with samples; keep the collector off it.
-        gc.freeze()
-        while (request := _receive(connection)) is not None:
-            (operation, *arguments), fds = request
-            if operation == "fork":
-                _fork_and_wait(connection, fds, *arguments)
-                continue
-            try:
-                reply = ("ok", _OPERATIONS[operation](*arguments))
-            except (SandboxError, OSError) as error:
-                reply = _error_reply(error)
-            connection.send(pickle.dumps(reply))
+        _Server(connection, worker).serve()
     finally:
         # The worker is gone: so are its samples, which have this process as their parent.
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(worker, 0)
         os._exit(0)
 
 
-def _receive(connection: socket.socket) -> tuple[tuple, list[int]] | None:
-    message, fds, _, _ = socket.recv_fds(connection, _MAX_MESSAGE_BYTES, _MAX_FDS)
-    return None if not message else (pickle.loads(message), fds)
+class _Server:
+    """The template's side: requests from the worker, until it closes the connection."""
+
+    def __init__(self, connection: socket.socket, worker: int) -> None:
+        self._connection, self._worker = connection, worker
+
+    def serve(self) -> None:
+        kernel.set_child_subreaper()
+        # Everything allocated so far is shared with samples; keep the collector off it.
+        gc.freeze()
+        operations = {"kill_leftovers": self._kill_leftovers, "preload": _preload}
+        while (request := self._receive()) is not None:
+            (operation, *arguments), fds = request
+            if operation == "fork":
+                self._fork_and_wait(fds, *arguments)
+                continue
+            try:
+                reply = ("ok", operations[operation](*arguments))
+            except (SandboxError, OSError) as error:
+                reply = _error_reply(error)
+            self._send(reply)
+
+    def _receive(self) -> tuple[tuple, list[int]] | None:
+        message, fds, _, _ = socket.recv_fds(self._connection, _MAX_MESSAGE_BYTES, _MAX_FDS)
+        return None if not message else (pickle.loads(message), fds)
+
+    def _send(self, reply: tuple, fds: Iterable[int] = ()) -> None:
+        socket.send_fds(self._connection, [pickle.dumps(reply)], list(fds))
+
+    def _fork_and_wait(self, fds, setup, spec, plain: PlainSample | None) -> None:
+        self._reap_exited_children()  # keepers whose samples ended earlier
+        try:
+            pid = self._fork(fds, setup, spec, plain)
+        except (SandboxError, OSError) as error:
+            self._send(_error_reply(error))
+            return
+        finally:
+            # Only the sample holds its pipes now, so end of file on them means it is gone.
+            for fd in fds:
+                os.close(fd)
+        # Opened before this process reaps the child, so the pid cannot have been reused.
+        pid_fd = os.pidfd_open(pid)
+        try:
+            self._send(("ok", pid), [pid_fd])
+        finally:
+            os.close(pid_fd)
+        if plain is None and setup.direct is None:
+            return  # a keeper: it reports its sample's end itself, and is reaped later
+        _, wait_status, usage = os.wait4(pid, 0)
+        if plain is not None:
+            self._kill_leftovers(plain.uid_to_kill)
+        self._send(("ok", (wait_status, usage.ru_utime + usage.ru_stime)))
+
+    def _fork(self, fds, setup, spec, plain: PlainSample | None) -> int:
+        stdin, stdout, stderr, report, status, lifeline, job = fds
+        sample_fds = launch.SampleFds(
+            stdin=stdin, stdout=stdout, stderr=stderr, report=report, status=status,
+            lifeline=lifeline, job=job, parent_ends=(self._connection.fileno(),),
+        )
+        if plain is None:
+            return launch.fork_namespaced_sample(
+                spec, sample_fds, setup.plan, setup.identity(),
+                (setup.host_uid, setup.host_gid), setup.write_id_maps, setup.direct,
+            )
+        return launch.fork_plain_sample(
+            spec, sample_fds, setup.identity(), plain.work_directory
+        )
+
+    def _reap_exited_children(self) -> None:
+        with contextlib.suppress(ChildProcessError):
+            while os.waitpid(-1, os.WNOHANG) != (0, 0):
+                pass
+
+    def _kill_leftovers(self, uid: int | None) -> None:
+        # Orphans of a sample are reparented to this subreaper: no children, no leftovers.
+        spare = (self._worker,)
+        if not cleanup.children_of_this_process(spare):
+            return
+        if uid is not None:
+            cleanup.kill_processes_of_uid(uid)
+        cleanup.kill_all_children(spare)
 
 
 def _error_reply(error: BaseException) -> tuple[str, str]:
@@ -151,64 +223,7 @@ def _error_reply(error: BaseException) -> tuple[str, str]:
     return "error", f"{type(error).__name__}: {error}"
 
 
-def _fork_and_wait(connection, fds, setup, spec, plain) -> None:
-    _reap_exited_children()  # keepers whose samples ended earlier
-    try:
-        pid = _fork(connection, fds, setup, spec, plain)
-    except (SandboxError, OSError) as error:
-        connection.send(pickle.dumps(_error_reply(error)))
-        return
-    finally:
-        # Only the sample holds its pipes now, so end of file on them means it is gone.
-        for fd in fds:
-            os.close(fd)
-    # Opened before this process reaps the child, so the pid cannot have been reused.
-    pid_fd = os.pidfd_open(pid)
-    try:
-        socket.send_fds(connection, [pickle.dumps(("ok", pid))], [pid_fd])
-    finally:
-        os.close(pid_fd)
-    if plain is None and setup.direct is None:
-        return  # a keeper: it reports its sample's end itself, and is reaped later
-    _, wait_status, usage = os.wait4(pid, 0)
-    if plain is not None:
-        _kill_leftovers(plain.uid_to_kill)
-    connection.send(pickle.dumps(("ok", (wait_status, usage.ru_utime + usage.ru_stime))))
-
-
-def _fork(connection, fds, setup, spec, plain) -> int:
-    stdin, stdout, stderr, report, status, lifeline, job = fds
-    sample_fds = launch.SampleFds(
-        stdin=stdin, stdout=stdout, stderr=stderr, report=report, status=status,
-        lifeline=lifeline, job=job, parent_ends=(connection.fileno(),),
-    )
-    if plain is None:
-        return launch.fork_namespaced_sample(
-            spec, sample_fds, setup.plan, setup.identity(), (setup.host_uid, setup.host_gid),
-            setup.write_id_maps, setup.direct,
-        )
-    return launch.fork_plain_sample(spec, sample_fds, setup.identity(), plain.work_directory)
-
-
-def _reap_exited_children() -> None:
-    with contextlib.suppress(ChildProcessError):
-        while os.waitpid(-1, os.WNOHANG) != (0, 0):
-            pass
-
-
-def _kill_leftovers(uid: int | None) -> None:
-    # Orphans of a sample are reparented to this subreaper: no children, no leftovers.
-    if not cleanup.children_of_this_process():
-        return
-    if uid is not None:
-        cleanup.kill_processes_of_uid(uid)
-    cleanup.kill_all_children()
-
-
 def _preload(modules: tuple[str, ...]) -> None:
     for name in modules:
         importlib.import_module(name)
     gc.freeze()
-
-
-_OPERATIONS = {"kill_leftovers": _kill_leftovers, "preload": _preload}

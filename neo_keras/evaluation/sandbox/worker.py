@@ -3,9 +3,10 @@
 pool.Sandbox starts it with a clean environment and without importing the neo_keras
 package (its bootstrap registers this directory as a package of its own), so what a
 sample inherits is the standard library, not the evaluator. Before it reads any job the
-worker forks its template (template.py), which forks every sample: forking a warm
-interpreter costs a few milliseconds where starting a new one costs tens, and the
-template's memory has never held a job or its output.
+process splits in two (template.py): the template, which forks every sample, and the
+worker, which takes jobs and watches samples. Forking a warm interpreter costs a few
+milliseconds where starting a new one costs tens, and the template's memory never holds
+a job or its output.
 
 Messages are plain dicts, so nothing outside this directory is ever unpickled here.
 """
@@ -131,7 +132,7 @@ def main(config_json: str) -> None:
     )
     # Before the first fork, so that the template and every sample are born inside.
     memory = memory_cgroup.MemoryCgroup.enter(f"neo-keras-sandbox-{os.getpid()}")
-    template = template_module.Template.start(close_in_template=(control_in, control_out))
+    template = template_module.Template.split(worker_only=(control_in, control_out))
     try:
         _run(config, control_in, control_out, template, direct, memory)
     finally:
