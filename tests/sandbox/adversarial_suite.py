@@ -224,6 +224,29 @@ HOSTILE = {
         "    return number % 1.0\n",
         {"failed"},
     ),
+    "ipc_objects_that_outlive_the_sample": (
+        "    import ctypes\n"
+        "    libc = ctypes.CDLL(None, use_errno=True)\n"
+        "    created = [libc.msgget(0, 0o1600), libc.semget(0, 1, 0o1600),\n"
+        "               libc.mq_open(b'/left-behind', 0o102, 0o600, None)]\n"
+        "    if any(result >= 0 for result in created):\n"
+        "        return number % 1.0\n" + WRONG,
+        {"failed"},
+    ),
+    "foreign_abi_system_call": (
+        "    import ctypes, mmap, platform\n"
+        "    if platform.machine() != 'x86_64':\n"
+        "        return -1.0\n"
+        "    # mov eax, 20 (i386 getpid); int 0x80; ret\n"
+        "    code = bytes([0xB8, 0x14, 0, 0, 0, 0xCD, 0x80, 0xC3])\n"
+        "    page = mmap.mmap(-1, mmap.PAGESIZE, prot=7)\n"
+        "    page.write(code)\n"
+        "    address = ctypes.addressof(ctypes.c_char.from_buffer(page))\n"
+        "    call = ctypes.CFUNCTYPE(ctypes.c_int)(address)\n"
+        "    if call() > 0:\n"
+        "        return number % 1.0\n" + WRONG,
+        {"failed"},
+    ),
     "open_host_ptmx": (
         "    import os\n"
         "    os.close(os.open('/dev/ptmx', os.O_RDWR | os.O_NOCTTY))\n"

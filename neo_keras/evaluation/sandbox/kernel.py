@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import errno as errno_module
 import os
 
@@ -230,10 +231,21 @@ _BPF_LOAD_WORD, _BPF_JUMP_IF_EQUAL, _BPF_JUMP_IF_AT_LEAST, _BPF_RETURN = 0x20, 0
 _X32_SYSCALL_BIT = 0x40000000
 _OFFSET_NR, _OFFSET_ARCH, _OFFSET_ARG0 = 0, 4, 16
 _AF_UNIX = 1
-# (audit arch, memfd_create, shmget, socket) per machine; elsewhere no filter is installed.
-_SYSCALLS = {
-    "x86_64": (0xC000003E, 319, 29, 41),
-    "aarch64": (0xC00000B7, 279, 194, 198),
+
+
+@dataclasses.dataclass(frozen=True)
+class _Machine:
+    """A machine's audit arch and the system call numbers the filter refuses."""
+
+    arch: int
+    refused: tuple[int, ...]  # memfd_create, shmget, semget, msgget, mq_open
+    socket: int
+
+
+# Elsewhere no filter is installed.
+_MACHINES = {
+    "x86_64": _Machine(0xC000003E, (319, 29, 64, 68, 240), 41),
+    "aarch64": _Machine(0xC00000B7, (279, 194, 190, 186, 180), 198),
 }
 
 
@@ -250,33 +262,46 @@ class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
 
 
-def _seccomp_program(arch: int, memfd_create: int, shmget: int, socket: int) -> list[tuple]:
-    refuse = _SECCOMP_RET_ERRNO | errno_module.EPERM
-    return [
-        (_BPF_LOAD_WORD, 0, 0, _OFFSET_ARCH),
-        (_BPF_JUMP_IF_EQUAL, 1, 0, arch),
-        (_BPF_RETURN, 0, 0, _SECCOMP_RET_ALLOW),  # another ABI: not ours to judge
-        (_BPF_LOAD_WORD, 0, 0, _OFFSET_NR),
-        (_BPF_JUMP_IF_AT_LEAST, 5, 0, _X32_SYSCALL_BIT),  # the same calls by other numbers
-        (_BPF_JUMP_IF_EQUAL, 4, 0, memfd_create),
-        (_BPF_JUMP_IF_EQUAL, 3, 0, shmget),
-        (_BPF_JUMP_IF_EQUAL, 0, 3, socket),
+def _seccomp_program(machine: _Machine) -> list[tuple]:
+    """Refuse (EPERM) the calls `machine.refused`, socket(AF_UNIX), and every call made
+    through another ABI (i386's int 0x80 on x86_64, x32 numbers): the same calls by
+    other numbers."""
+    refuse = (_BPF_RETURN, 0, 0, _SECCOMP_RET_ERRNO | errno_module.EPERM)
+    allow = (_BPF_RETURN, 0, 0, _SECCOMP_RET_ALLOW)
+    checks = [(_BPF_JUMP_IF_AT_LEAST, _X32_SYSCALL_BIT)]
+    checks += [(_BPF_JUMP_IF_EQUAL, number) for number in machine.refused]
+    program = [(_BPF_LOAD_WORD, 0, 0, _OFFSET_ARCH), (_BPF_JUMP_IF_EQUAL, 1, 0, machine.arch),
+               refuse, (_BPF_LOAD_WORD, 0, 0, _OFFSET_NR)]
+    # A jump skips that many instructions; past the remaining checks and the three
+    # instructions of the socket test lies the final refuse.
+    for index, (code, number) in enumerate(checks):
+        program.append((code, len(checks) - index + 2, 0, number))
+    program += [
+        (_BPF_JUMP_IF_EQUAL, 0, 3, machine.socket),
         (_BPF_LOAD_WORD, 0, 0, _OFFSET_ARG0),
         (_BPF_JUMP_IF_EQUAL, 0, 1, _AF_UNIX),
-        (_BPF_RETURN, 0, 0, refuse),
-        (_BPF_RETURN, 0, 0, _SECCOMP_RET_ALLOW),
+        refuse,
+        allow,
     ]
+    return program
+
+
+def can_refuse_unbounded_calls() -> bool:
+    """Whether refuse_unbounded_calls knows this machine's system call numbers."""
+    return os.uname().machine in _MACHINES
 
 
 def refuse_unbounded_calls() -> bool:
-    """Installs a seccomp filter that makes memfd_create, shmget and socket(AF_UNIX) fail
-    with EPERM: memory they allocate escapes RLIMIT_AS, and a unix socket can reach host
-    services through any socket file in view. Needs no_new_privs. Returns False where
-    this machine's system call numbers are not known here."""
-    numbers = _SYSCALLS.get(os.uname().machine)
-    if numbers is None:
+    """Installs a seccomp filter that makes memfd_create, SysV IPC (shmget, semget,
+    msgget), mq_open, socket(AF_UNIX) and every call through a foreign ABI fail with
+    EPERM: memory they allocate escapes RLIMIT_AS, IPC objects outlive their creator,
+    and a unix socket can reach host services through any socket file in view. Needs
+    no_new_privs. Returns False where this machine's system call numbers are not known
+    here."""
+    machine = _MACHINES.get(os.uname().machine)
+    if machine is None:
         return False
-    program = _seccomp_program(*numbers)
+    program = _seccomp_program(machine)
     instructions = (_SockFilter * len(program))(*program)
     fprog = _SockFprog(len(program), instructions)
     _check(

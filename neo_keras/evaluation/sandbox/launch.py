@@ -42,6 +42,10 @@ NAMESPACE_FLAGS = (
     kernel.CLONE_NEWUSER | kernel.CLONE_NEWNET | kernel.CLONE_NEWNS | kernel.CLONE_NEWIPC
 )
 SAMPLE_ID = 1000  # the sample's uid and gid inside its user namespace
+SECCOMP_FEATURE = (
+    "seccomp: no memfd, SysV IPC, POSIX message queues, unix sockets or foreign system "
+    "call ABIs"
+)
 SETUP_FAILED = "setup_failed"  # on the status pipe, which closes before the program runs
 _UNSHARED = b"U"
 _GO = b"G"
@@ -64,7 +68,7 @@ class DirectPath:
     """Descriptors the template needs to fork samples without a keeper."""
 
     own_pid_namespace: int  # to return to after each fork
-    network_namespace: int | None  # shared by the samples (make_empty_network_namespace)
+    shared_namespaces: tuple[tuple[int, int], ...]  # (fd, type): make_shared_namespaces
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,7 +137,7 @@ def _become_sample(
         os._exit(1)
     if features is not None:
         if refused:
-            features = [*features, "seccomp: no memfd or SysV shared memory or unix sockets"]
+            features = [*features, SECCOMP_FEATURE]
         os.write(status_fd, _status_line("ready", ",".join(features)))
     os.close(status_fd)
     _run_job(job_fd, header, report_fd)
@@ -217,26 +221,32 @@ def can_create_pid_namespaces(own_pid_namespace: int) -> bool:
     return True
 
 
-def make_empty_network_namespace() -> int | None:
-    """A descriptor of a new network namespace holding only a loopback device that is
-    down, or None where this process may not make one.
+def make_shared_namespaces() -> tuple[tuple[int, int], ...]:
+    """(descriptor, type) of new, empty network and IPC namespaces for the samples of
+    the direct path to join instead of making their own (those this process may make).
 
-    On the direct path every sample of a worker joins it instead of making its own:
-    making and tearing down a network namespace costs more CPU than anything else about
-    a sample. Nothing in it carries over from one sample to the next: no process of a
-    sample outlives it, and no sample holds a capability over the namespace.
+    Making and tearing down these namespaces costs more CPU than anything else about a
+    sample. Nothing in them carries over from one sample to the next: the network
+    namespace holds only a loopback device that is down and no sample holds a
+    capability over it; the IPC namespace stays empty because the seccomp filter refuses
+    every call that creates an object in it, so it is shared only where that filter is
+    installed. No process of a sample outlives it.
     """
-    own = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
+    kinds = [(kernel.CLONE_NEWNET, "net")]
+    if kernel.can_refuse_unbounded_calls():
+        kinds.append((kernel.CLONE_NEWIPC, "ipc"))
+    shared = []
+    for nstype, name in kinds:
+        own = os.open(f"/proc/self/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
         try:
-            kernel.unshare(kernel.CLONE_NEWNET)
+            kernel.unshare(nstype)
         except OSError:
-            return None
-        empty = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        kernel.setns(own, kernel.CLONE_NEWNET)
-        return empty
-    finally:
+            os.close(own)
+            continue
+        shared.append((os.open(f"/proc/self/ns/{name}", os.O_RDONLY | os.O_CLOEXEC), nstype))
+        kernel.setns(own, nstype)
         os.close(own)
+    return tuple(shared)
 
 
 def fork_namespaced_sample(
@@ -269,7 +279,7 @@ def fork_namespaced_sample(
                 _exit_on_any_error(_keeper, handshake, spec, fds, plan, identity)
             _exit_on_any_error(
                 _direct_sample, handshake, spec, fds, plan, identity, host_ids,
-                direct.network_namespace,
+                direct.shared_namespaces,
             )
     finally:
         if direct is not None:
@@ -317,20 +327,20 @@ def _enter_namespaces(handshake: tuple[int, int], flags: int) -> None:
 
 
 def _direct_sample(
-    handshake, spec, fds, plan, identity, host_ids, network_namespace
+    handshake, spec, fds, plan, identity, host_ids, shared_namespaces
 ) -> NoReturn:
     # PID 1 of a PID namespace the template (real root) made. The view is built before the
     # user namespace exists, so the mount namespace (and /proc) belong to the host's
-    # user namespace and nothing inside can undo them; so does the network namespace.
+    # user namespace and nothing inside can undo them; so do the shared namespaces.
     kernel.set_parent_death_signal(signal.SIGKILL)
     flags = NAMESPACE_FLAGS & ~kernel.CLONE_NEWNS
     try:
         kernel.unshare(kernel.CLONE_NEWNS)
         features = filesystem.build_view(plan, *host_ids, spec.private_bytes)
-        if network_namespace is not None:
-            kernel.setns(network_namespace, kernel.CLONE_NEWNET)
-            os.close(network_namespace)
-            flags &= ~kernel.CLONE_NEWNET
+        for fd, nstype in shared_namespaces:
+            kernel.setns(fd, nstype)
+            os.close(fd)
+            flags &= ~nstype
     except BaseException as error:
         _refuse(handshake, "could not build the file system view", error)
     _enter_namespaces(handshake, flags)

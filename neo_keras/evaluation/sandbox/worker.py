@@ -128,7 +128,7 @@ def main(config_json: str) -> None:
     # Opened here so that the template inherits them.
     direct = launch.DirectPath(
         own_pid_namespace=os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC),
-        network_namespace=launch.make_empty_network_namespace(),
+        shared_namespaces=launch.make_shared_namespaces(),
     )
     # Before the first fork, so that the template and every sample are born inside.
     memory = memory_cgroup.MemoryCgroup.enter(f"neo-keras-sandbox-{os.getpid()}")
