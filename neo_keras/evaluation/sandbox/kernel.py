@@ -27,6 +27,8 @@ _AT_FDCWD = -100
 _AT_RECURSIVE = 0x8000
 # New system calls share one number on every architecture since Linux 5.1.
 _SYS_MOUNT_SETATTR = 442
+_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
+_MNT_DETACH = 0x2
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_DUMPABLE = 4
@@ -73,6 +75,7 @@ _setns = _function("setns", _c_int, _c_int)
 _mount = _function("mount", _c_char_p, _c_char_p, _c_char_p, _c_ulong, _c_char_p)
 _setfsuid = _function("setfsuid", _c_uint)
 _setfsgid = _function("setfsgid", _c_uint)
+_umount2 = _function("umount2", _c_char_p, _c_int)
 _capget = _function("capget", ctypes.c_void_p, ctypes.c_void_p)
 _capset = _function("capset", ctypes.c_void_p, ctypes.c_void_p)
 
@@ -129,6 +132,17 @@ def mount(
     """mount(2); raises OSError naming the target."""
     encoded = None if data is None else data.encode()
     _check(_mount(_path(source), _path(target), _path(fstype), flags, encoded), f"mount {target}")
+
+
+def pivot_root_here() -> None:
+    """Makes the current directory the root of this mount namespace and detaches the old
+    root (pivot_root(".", "."), which stacks the old root on the new one)."""
+    number = _SYS_PIVOT_ROOT.get(os.uname().machine)
+    if number is None:
+        raise OSError(errno_module.ENOSYS, f"pivot_root: not known on {os.uname().machine}")
+    _check(_libc.syscall(number, b".", b"."), "pivot_root")
+    _check(_umount2(b".", _MNT_DETACH), "umount2 of the old root")
+    os.chdir("/")
 
 
 def _mount_setattr(path: str, flags: int, attr_set: int, attr_clr: int) -> None:

@@ -42,9 +42,10 @@ NAMESPACE_FLAGS = (
     kernel.CLONE_NEWUSER | kernel.CLONE_NEWNET | kernel.CLONE_NEWNS | kernel.CLONE_NEWIPC
 )
 SAMPLE_ID = 1000  # the sample's uid and gid inside its user namespace
+# Features travel comma-separated on the status pipe, so this one has no comma.
 SECCOMP_FEATURE = (
-    "seccomp: no memfd, SysV IPC, POSIX message queues, unix sockets or foreign system "
-    "call ABIs"
+    "seccomp: no memfd or SysV IPC or POSIX message queues or unix sockets or foreign "
+    "system call ABIs"
 )
 SETUP_FAILED = "setup_failed"  # on the status pipe, which closes before the program runs
 _UNSHARED = b"U"

@@ -124,10 +124,11 @@ def _describe(mode: str, hello: dict, host_ids: list[int]) -> str:
     )
     if mode == sample.NAMESPACES:
         extras = "".join(f"; {feature}" for feature in hello["features"]) + memory
-        hidden = " ".join(hello["hidden"])
+        visible = " ".join(hello["visible"])
         return (
-            "namespaces: user, pid, net, mount, ipc; read-only file system with "
-            f"private /tmp and /dev/shm and a minimal /dev; hidden: {hidden}{extras}; runs as uid "
+            "namespaces: user, pid, net, mount, ipc; a root of its own, read-only, with only "
+            f"{visible} of the host, private /tmp and /dev/shm and a minimal /dev{extras}; "
+            "runs as uid "
             f"{hello['sample_id']} in its namespace ({ids}); no capabilities; rlimits; "
             "fresh session"
         )

@@ -78,7 +78,7 @@ def _choose_runner(
     reason = "disabled by the caller"
     if config["use_namespaces"]:
         try:
-            plan = filesystem.plan_file_system(uid, gid)
+            plan = filesystem.plan_file_system()
             if not (
                 config.get("direct", True)
                 and launch.can_create_pid_namespaces(direct.own_pid_namespace)
@@ -93,7 +93,8 @@ def _choose_runner(
             )
             features = _probe(runner, control_fd)
             path = "keeper" if direct is None else "direct"
-            details = {"features": list(features), "hidden": list(plan.hidden), "path": path}
+            visible = [*plan.visible, *(link for link, _ in plan.links), *plan.exposures]
+            details = {"features": list(features), "visible": sorted(visible), "path": path}
             return runner, details
         except (SandboxError, OSError) as error:
             reason = str(error)
