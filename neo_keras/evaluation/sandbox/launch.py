@@ -250,6 +250,43 @@ def make_shared_namespaces() -> tuple[tuple[int, int], ...]:
     return tuple(shared)
 
 
+def make_base_view(plan: filesystem.FileSystemPlan, host_ids: tuple[int, int]) -> int:
+    """A descriptor of a mount namespace holding filesystem.build_base_view for samples
+    with `host_ids`, built by a child that exits once the descriptor is open. Raises
+    NamespaceError if the view cannot be built."""
+    ready_read, ready_write = os.pipe()
+    hold_read, hold_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(ready_read)
+        os.close(hold_write)
+        _exit_on_any_error(_build_base_view, plan, host_ids, ready_write, hold_read)
+    os.close(ready_write)
+    os.close(hold_read)
+    try:
+        answer = os.read(ready_read, 512)
+        if answer != _UNSHARED:
+            message = answer[1:].decode("utf-8", "replace") or "the child died"
+            raise NamespaceError(f"could not build the samples' base view: {message}")
+        return os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(ready_read)
+        os.close(hold_write)
+        os.waitpid(pid, 0)
+
+
+def _build_base_view(plan, host_ids, ready: int, hold: int) -> NoReturn:
+    try:
+        kernel.unshare(kernel.CLONE_NEWNS)
+        filesystem.build_base_view(plan, *host_ids)
+    except BaseException as error:
+        os.write(ready, f"E{type(error).__name__}: {error}".encode())
+        os._exit(1)
+    os.write(ready, _UNSHARED)
+    os.read(hold, 1)  # end of file once the parent holds the namespace
+    os._exit(0)
+
+
 def fork_namespaced_sample(
     spec: SampleSpec,
     fds: SampleFds,
@@ -258,12 +295,14 @@ def fork_namespaced_sample(
     host_ids: tuple[int, int],
     write_id_maps: Callable[[int], None],
     direct: DirectPath | None,
+    base_view: int | None = None,
 ) -> int:
     """Forks the sample (direct path) or its keeper, completes the namespace handshake
     and returns the child's pid.
 
-    `host_ids` are the sample's uid and gid on the host. Raises NamespaceError if the
-    kernel refuses the namespaces.
+    `host_ids` are the sample's uid and gid on the host; `base_view` (direct path only)
+    is a mount namespace from make_base_view for the sample to copy. Raises
+    NamespaceError if the kernel refuses the namespaces.
     """
     to_child_r, to_child_w = os.pipe()
     from_child_r, from_child_w = os.pipe()
@@ -280,7 +319,7 @@ def fork_namespaced_sample(
                 _exit_on_any_error(_keeper, handshake, spec, fds, plan, identity)
             _exit_on_any_error(
                 _direct_sample, handshake, spec, fds, plan, identity, host_ids,
-                direct.shared_namespaces,
+                direct.shared_namespaces, base_view,
             )
     finally:
         if direct is not None:
@@ -328,7 +367,7 @@ def _enter_namespaces(handshake: tuple[int, int], flags: int) -> None:
 
 
 def _direct_sample(
-    handshake, spec, fds, plan, identity, host_ids, shared_namespaces
+    handshake, spec, fds, plan, identity, host_ids, shared_namespaces, base_view
 ) -> NoReturn:
     # PID 1 of a PID namespace the template (real root) made. The view is built before the
     # user namespace exists, so the mount namespace (and /proc) belong to the host's
@@ -336,8 +375,15 @@ def _direct_sample(
     kernel.set_parent_death_signal(signal.SIGKILL)
     flags = NAMESPACE_FLAGS & ~kernel.CLONE_NEWNS
     try:
-        kernel.unshare(kernel.CLONE_NEWNS)
-        features = filesystem.build_view(plan, *host_ids, spec.private_bytes)
+        if base_view is None:
+            kernel.unshare(kernel.CLONE_NEWNS)
+            features = filesystem.build_view(plan, *host_ids, spec.private_bytes)
+        else:
+            kernel.setns(base_view, kernel.CLONE_NEWNS)
+            os.close(base_view)
+            kernel.unshare(kernel.CLONE_NEWNS)  # a copy of its own
+            os.chdir("/")
+            features = filesystem.finish_view(*host_ids, spec.private_bytes)
         for fd, nstype in shared_namespaces:
             kernel.setns(fd, nstype)
             os.close(fd)

@@ -28,7 +28,7 @@ import socket
 from collections.abc import Iterable
 from typing import NoReturn
 
-from . import cleanup, kernel, launch
+from . import cleanup, filesystem, kernel, launch
 from .errors import SandboxError
 
 _MAX_MESSAGE_BYTES = 1 << 20
@@ -139,6 +139,7 @@ class _Server:
 
     def __init__(self, connection: socket.socket, worker: int) -> None:
         self._connection, self._worker = connection, worker
+        self._base_views: dict[tuple, int] = {}
 
     def serve(self) -> None:
         kernel.set_child_subreaper()
@@ -194,13 +195,23 @@ class _Server:
             lifeline=lifeline, job=job, parent_ends=(self._connection.fileno(),),
         )
         if plain is None:
+            host_ids = (setup.host_uid, setup.host_gid)
             return launch.fork_namespaced_sample(
-                spec, sample_fds, setup.plan, setup.identity(),
-                (setup.host_uid, setup.host_gid), setup.write_id_maps, setup.direct,
+                spec, sample_fds, setup.plan, setup.identity(), host_ids,
+                setup.write_id_maps, setup.direct, self._base_view(setup, host_ids),
             )
         return launch.fork_plain_sample(
             spec, sample_fds, setup.identity(), plain.work_directory
         )
+
+    def _base_view(self, setup, host_ids: tuple[int, int]) -> int | None:
+        """The direct path's base view for this setup, built on first use."""
+        if setup.direct is None or not filesystem.can_share_base_view(setup.plan):
+            return None
+        key = (setup.plan, host_ids)
+        if key not in self._base_views:
+            self._base_views[key] = launch.make_base_view(setup.plan, host_ids)
+        return self._base_views[key]
 
     def _reap_exited_children(self) -> None:
         with contextlib.suppress(ChildProcessError):
