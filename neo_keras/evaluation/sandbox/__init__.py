@@ -1,12 +1,14 @@
 """Execution sandbox for generated programs (pass@k evaluation).
 
-Each program runs in its own process tree: fresh user, PID, network, mount and IPC
-namespaces where the kernel allows them (read-only file system, private /tmp, a minimal
-/dev, no network, an unprivileged uid, no capabilities), a seccomp filter, resource
-limits always, a memory cgroup where one can be made, a clean environment, and nothing
-left running afterwards. A job with a test runs the test in a process apart from the
-program, so that the program cannot reach its own verdict (harness.py). The worker side
-imports the standard library only (and nothing of Keras or of the rest of this package).
+Each program runs in its own process tree, forked from a template that never holds a
+job: fresh user, PID and mount namespaces and empty network and IPC ones where the
+kernel allows them (a read-only root of its own with only the system's and the
+interpreter's directories, private /tmp, a minimal /dev, no network, an unprivileged uid,
+no capabilities), a seccomp filter, resource limits always, a memory cgroup where one can
+be made, a clean environment, and nothing left running afterwards. A job with a test
+runs the test in a process apart from the program, so that the program cannot reach its
+own verdict (harness.py). The worker side imports the standard library only (and nothing
+of Keras or of the rest of this package).
 
     with Sandbox(limits=Limits(timeout_s=3.0)) as sandbox:
         outcomes = sandbox.run_many(jobs)

@@ -264,10 +264,7 @@ def make_base_view(plan: filesystem.FileSystemPlan, host_ids: tuple[int, int]) -
     os.close(ready_write)
     os.close(hold_read)
     try:
-        answer = os.read(ready_read, 512)
-        if answer != _UNSHARED:
-            message = answer[1:].decode("utf-8", "replace") or "the child died"
-            raise NamespaceError(f"could not build the samples' base view: {message}")
+        _expect_success(ready_read)
         return os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
     finally:
         os.close(ready_read)
@@ -280,8 +277,7 @@ def _build_base_view(plan, host_ids, ready: int, hold: int) -> NoReturn:
         kernel.unshare(kernel.CLONE_NEWNS)
         filesystem.build_base_view(plan, *host_ids)
     except BaseException as error:
-        os.write(ready, f"E{type(error).__name__}: {error}".encode())
-        os._exit(1)
+        _refuse((hold, ready), "could not build the samples' base view", error)
     os.write(ready, _UNSHARED)
     os.read(hold, 1)  # end of file once the parent holds the namespace
     os._exit(0)
@@ -328,10 +324,7 @@ def fork_namespaced_sample(
     os.close(to_child_r)
     os.close(from_child_w)
     try:
-        answer = os.read(from_child_r, 512)
-        if answer != _UNSHARED:
-            message = answer[1:].decode("utf-8", "replace") or "the child died"
-            raise NamespaceError(message)
+        _expect_success(from_child_r)
         write_id_maps(pid)
         os.write(to_child_w, _GO)
     except BaseException as error:
@@ -344,6 +337,13 @@ def fork_namespaced_sample(
         os.close(to_child_w)
         os.close(from_child_r)
     return pid
+
+
+def _expect_success(from_child: int) -> None:
+    """Raises NamespaceError with the child's message unless it reported success."""
+    answer = os.read(from_child, 512)
+    if answer != _UNSHARED:
+        raise NamespaceError(answer[1:].decode("utf-8", "replace") or "the child died")
 
 
 def _refuse(handshake: tuple[int, int], what: str, error: BaseException) -> NoReturn:
