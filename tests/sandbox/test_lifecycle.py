@@ -44,6 +44,34 @@ def test_a_killed_worker_is_replaced_and_its_sample_reported_crashed():
         assert sandbox.run(Job("print('still here')")).stdout == b"still here\n"
 
 
+def worker_half(template: int) -> int:
+    """The worker process pool.Sandbox's process split off: its child in its PID namespace
+    (samples are in namespaces of their own)."""
+    with open(f"/proc/{template}/task/{template}/children") as f:
+        children = [int(child) for child in f.read().split()]
+    own = os.readlink(f"/proc/{template}/ns/pid")
+    return next(child for child in children if os.readlink(f"/proc/{child}/ns/pid") == own)
+
+
+def test_when_the_worker_half_dies_the_template_stops_its_sample():
+    with Sandbox(limits=LIMITS, workers=1) as sandbox:
+        uids = set(sandbox.sample_uids)
+        outcomes = []
+        runner = threading.Thread(target=lambda: outcomes.append(sandbox.run(Job(SLEEPER))))
+        runner.start()
+        assert wait_until(lambda: len(processes_of(uids)) == 2)
+        template = sandbox._workers[0].process
+        os.kill(worker_half(template.pid), signal.SIGKILL)
+        runner.join(timeout=10)
+        assert outcomes and outcomes[0].status == "crashed"
+        assert wait_until(lambda: processes_of(uids) == [])
+        # The template stopped the sample and exited by itself (exit status 0), long before
+        # the sample's 30 s deadline, which only the dead worker kept, and before the
+        # pool's one-second wait for it ran out and it was killed.
+        assert wait_until(lambda: template.poll() is not None)
+        assert template.returncode == 0
+
+
 def test_when_the_evaluator_dies_its_workers_and_samples_go_too(tmp_path):
     evaluator = subprocess.Popen(
         [

@@ -23,6 +23,7 @@ import gc
 import importlib
 import os
 import pickle
+import select
 import signal
 import socket
 from collections.abc import Iterable
@@ -179,14 +180,26 @@ class _Server:
         pid_fd = os.pidfd_open(pid)
         try:
             self._send(("ok", pid), [pid_fd])
+            if plain is None and setup.direct is None:
+                return  # a keeper: it reports its sample's end itself, and is reaped later
+            self._wait_for(pid_fd)
         finally:
             os.close(pid_fd)
-        if plain is None and setup.direct is None:
-            return  # a keeper: it reports its sample's end itself, and is reaped later
         _, wait_status, usage = os.wait4(pid, 0)
         if plain is not None:
             self._kill_leftovers(plain.uid_to_kill)
         self._send(("ok", (wait_status, usage.ru_utime + usage.ru_stime)))
+
+    def _wait_for(self, pid_fd: int) -> None:
+        """Returns once the child behind `pid_fd` has exited. The worker, which enforces
+        the deadline, sends nothing meanwhile: if the connection stirs, the worker is gone
+        and the child is killed."""
+        poller = select.poll()
+        poller.register(pid_fd, select.POLLIN)
+        poller.register(self._connection, select.POLLIN)
+        if any(fd != pid_fd for fd, _ in poller.poll()):
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(pid_fd, signal.SIGKILL)
 
     def _fork(self, fds, setup, spec, plain: PlainSample | None) -> int:
         stdin, stdout, stderr, report, status, lifeline, job = fds
