@@ -29,13 +29,19 @@ def wait_until(condition, timeout_s: float = 10.0) -> bool:
     return condition()
 
 
+def start_sleeper(sandbox: Sandbox) -> tuple[threading.Thread, list]:
+    """Runs SLEEPER in a thread; returns once both of its processes are up."""
+    outcomes: list = []
+    runner = threading.Thread(target=lambda: outcomes.append(sandbox.run(Job(SLEEPER))))
+    runner.start()
+    assert wait_until(lambda: len(processes_of(set(sandbox.sample_uids))) == 2)
+    return runner, outcomes
+
+
 def test_a_killed_worker_is_replaced_and_its_sample_reported_crashed():
     with Sandbox(limits=LIMITS, workers=1) as sandbox:
         uids = set(sandbox.sample_uids)
-        outcomes = []
-        runner = threading.Thread(target=lambda: outcomes.append(sandbox.run(Job(SLEEPER))))
-        runner.start()
-        assert wait_until(lambda: len(processes_of(uids)) == 2)
+        runner, outcomes = start_sleeper(sandbox)
         os.kill(sandbox._workers[0].process.pid, signal.SIGKILL)
         runner.join(timeout=10)
         assert outcomes and outcomes[0].status == "crashed"
@@ -56,10 +62,7 @@ def worker_half(template: int) -> int:
 def test_when_the_worker_half_dies_the_template_stops_its_sample():
     with Sandbox(limits=LIMITS, workers=1) as sandbox:
         uids = set(sandbox.sample_uids)
-        outcomes = []
-        runner = threading.Thread(target=lambda: outcomes.append(sandbox.run(Job(SLEEPER))))
-        runner.start()
-        assert wait_until(lambda: len(processes_of(uids)) == 2)
+        runner, outcomes = start_sleeper(sandbox)
         template = sandbox._workers[0].process
         os.kill(worker_half(template.pid), signal.SIGKILL)
         runner.join(timeout=10)

@@ -140,7 +140,7 @@ class _Root:
         devices = {name: os.open(f"/dev/{name}", os.O_PATH | os.O_CLOEXEC) for name in DEVICES}
         # Directories created from here on belong to the sample.
         kernel.set_file_system_ids(owner_uid, owner_gid)
-        self.owner = f"uid={owner_uid},gid={owner_gid}"
+        self.owner = _tmpfs_owner(owner_uid, owner_gid)
         self.path = root = _ASSEMBLY_POINT
         kernel.mount(
             "tmpfs", root, "tmpfs", kernel.MS_NOSUID | kernel.MS_NODEV,
@@ -170,6 +170,10 @@ class _Root:
         os.chdir(self.path)
         kernel.pivot_root_here()
         kernel.make_mount_tree_read_only("/")
+
+
+def _tmpfs_owner(uid: int, gid: int) -> str:
+    return f"uid={uid},gid={gid}"
 
 
 def _mount_private_directories(root: str, owner: str, private_bytes: int) -> None:
@@ -228,6 +232,6 @@ def build_base_view(plan: FileSystemPlan, owner_uid: int, owner_gid: int) -> Non
 def finish_view(owner_uid: int, owner_gid: int, private_bytes: int) -> list[str]:
     """Adds a sample's private directories and /proc to its copy of the base view."""
     kernel.set_file_system_ids(owner_uid, owner_gid)
-    _mount_private_directories("", f"uid={owner_uid},gid={owner_gid}", private_bytes)
+    _mount_private_directories("", _tmpfs_owner(owner_uid, owner_gid), private_bytes)
     _mount_fresh_proc("")
     return ["own /proc"]

@@ -14,7 +14,6 @@ Messages are plain dicts, so nothing outside this directory is ever unpickled he
 from __future__ import annotations
 
 import contextlib
-import gc
 import importlib
 import json
 import os
@@ -67,8 +66,8 @@ def _choose_runner(
 ) -> tuple[sample.SampleRunner, dict]:
     """Namespaces if a trivial program passes under them, otherwise the limits alone.
 
-    `direct` holds descriptors the worker opened before it forked the template, for the
-    direct path, which is taken if the template can make PID namespaces."""
+    `direct` holds descriptors opened before the process split into template and worker,
+    for the direct path, which is taken if the template can make PID namespaces."""
     privileged = os.geteuid() == 0
     if privileged:
         uid, gid = config["host_uid"], config["host_gid"]
@@ -154,6 +153,5 @@ def _run(config, control_in, control_out, template, direct, memory) -> None:
         "memory_cgroup": None if memory is None else memory.path,
     }
     protocol.send(control_out, hello | details)
-    gc.freeze()
     with contextlib.suppress(monitor.ControlLost):
         _serve(runner, control_in, control_out)
