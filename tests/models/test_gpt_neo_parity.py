@@ -134,3 +134,43 @@ def test_padding_does_not_change_a_prompts_greedy_tokens(pair):
     )
     np.testing.assert_array_equal(together["token_ids"][0], alone["token_ids"][0])
     np.testing.assert_array_equal(together["token_ids"][1, :long], prompts[1])
+
+
+def test_score_logits_and_loss_match_transformers(pair):
+    torch_model, keras_model = pair
+    token_ids, padding_mask = padded_batch(torch_model.config.vocab_size, seed=5)
+    expected_logits = torch_logits(torch_model, token_ids, padding_mask)
+    targets = np.roll(token_ids, -1, axis=1)
+    expected_loss = torch.nn.functional.cross_entropy(
+        torch.from_numpy(expected_logits).permute(0, 2, 1),
+        torch.from_numpy(targets).long(),
+        reduction="none",
+    ).numpy()
+    logits = np.asarray(keras_model.score(token_ids, padding_mask))
+    loss = np.asarray(
+        keras_model.score(token_ids, padding_mask, scoring_mode="loss", target_ids=targets)
+    )
+    np.testing.assert_allclose(logits[padding_mask], expected_logits[padding_mask], atol=1e-4)
+    np.testing.assert_allclose(loss[padding_mask], expected_loss[padding_mask], atol=1e-4)
+
+
+def test_score_calls_the_intercept_on_embeddings_and_every_block(pair):
+    _, keras_model = pair
+    token_ids, _ = padded_batch(keras_model.backbone.vocabulary_size, seed=6)
+    seen = []
+
+    def silence_last_block(hidden_states, index):
+        seen.append(index)
+        last = keras_model.backbone.num_layers - 1
+        return hidden_states * 0 if index == last else hidden_states
+
+    logits = np.asarray(keras_model.score(token_ids, layer_intercept_fn=silence_last_block))
+    assert seen == list(range(-1, keras_model.backbone.num_layers))
+    # With the last block's output zeroed, every position sees the same input to the head.
+    np.testing.assert_allclose(logits, np.broadcast_to(logits[:1, :1], logits.shape), atol=1e-5)
+
+
+def test_score_refuses_loss_without_targets(pair):
+    _, keras_model = pair
+    with pytest.raises(ValueError, match="target_ids"):
+        keras_model.score(np.ones((1, 4), "int32"), scoring_mode="loss")

@@ -83,6 +83,61 @@ class GPTNeoCausalLM(keras_hub.models.CausalLM):
 
         hf_convert.save_hf_checkpoint(self, path)
 
+    def score(
+        self,
+        token_ids,
+        padding_mask=None,
+        scoring_mode: str = "logits",
+        layer_intercept_fn=None,
+        target_ids=None,
+    ):
+        """Per-token scores of `token_ids`: logits, or the cross-entropy against `target_ids`.
+
+        The same contract as keras-hub's `GPT2CausalLM.score`.
+
+        Args:
+            token_ids: int `[B, T]`, typically a prompt with its generated continuation.
+            padding_mask: `[B, T]`, true on real tokens; all true when None.
+            scoring_mode: `"logits"` (`[B, T, V]`) or `"loss"` (`[B, T]`, the cross-entropy
+                of position t's prediction against `target_ids[:, t]`).
+            layer_intercept_fn: `fn(hidden_states, index)` returning hidden states of the same
+                shape; called on the embeddings with index -1, then after each block with
+                its 0-based index. For interpretability work (gradients to activations).
+            target_ids: int `[B, T]`, required for `"loss"`; usually `token_ids` shifted
+                left by one.
+
+        Example:
+
+        ```python
+        targets = keras.ops.roll(token_ids, shift=-1, axis=1)
+        per_token_loss = causal_lm.score(token_ids, scoring_mode="loss", target_ids=targets)
+        ```
+        """
+        if scoring_mode not in ("logits", "loss"):
+            raise ValueError(f"scoring_mode must be 'logits' or 'loss', got {scoring_mode!r}.")
+        if scoring_mode == "loss" and target_ids is None:
+            raise ValueError(
+                "scoring_mode='loss' needs target_ids: the token each position predicts."
+            )
+        if padding_mask is None:
+            padding_mask = ops.ones(ops.shape(token_ids)[:2], dtype="int32")
+        if layer_intercept_fn is None:
+
+            def layer_intercept_fn(hidden_states, index):
+                return hidden_states
+
+        backbone = self.backbone
+        tokens = backbone.token_embedding(token_ids)
+        x = layer_intercept_fn(ops.add(tokens, backbone.position_embedding(tokens)), -1)
+        x = backbone.embeddings_dropout(x)
+        for index, layer in enumerate(backbone.transformer_layers):
+            x = layer_intercept_fn(layer(x, padding_mask), index)
+        hidden_states = backbone.layer_norm(x)
+        logits = ops.cast(backbone.token_embedding(hidden_states, reverse=True), "float32")
+        if scoring_mode == "logits":
+            return logits
+        return keras.losses.sparse_categorical_crossentropy(target_ids, logits, from_logits=True)
+
     def call_with_cache(self, token_ids, cache, cache_update_index):
         """Forward pass over `token_ids` that reads and extends the key/value cache.
 
