@@ -19,7 +19,9 @@ class TokenizerError(ValueError):
 class TextTokenizer:
     """A fast (Rust) tokenizer with the end-of-text id, as the builders need it.
 
-    Encoding never adds special tokens: the builders place `<|endoftext|>` themselves.
+    Encoding never adds special tokens: the builders place `<|endoftext|>` themselves, between
+    documents. The same string inside a document (a tokenizer's source, a test of one) is
+    text and is encoded as text; otherwise it would end the document in mid-file.
 
     Args:
         backend: the `tokenizers.Tokenizer` doing the work.
@@ -28,6 +30,7 @@ class TextTokenizer:
 
     def __init__(self, backend: tokenizers.Tokenizer, spec: str):
         self._backend = backend
+        self._backend.encode_special_tokens = True
         self.spec = spec
         eot_id = backend.token_to_id(END_OF_TEXT)
         if eot_id is None:

@@ -25,6 +25,20 @@ def test_trained_tokenizer_round_trips_any_text_and_has_end_of_text(tokenizer_di
     assert tokenizer.eot_id not in tokenizer.encode("plain text adds no special token")
 
 
+def test_end_of_text_written_inside_a_document_is_text(tokenizer_dir, tokenizer):
+    from neo_keras.models.gpt_neo.hf_convert import load_tokenizer as load_model_tokenizer
+
+    # The source of a tokenizer or a test of one holds the marker as a string literal.
+    text = 'END = "<|endoftext|>"\nparts = text.split("<|endoftext|>")\n'
+    ids = tokenizer.encode(text)
+    assert tokenizer.eot_id not in ids
+    assert tokenizer.decode(ids) == text
+    assert tokenizer.encode_batch([text]) == [ids]
+    # Prompts at evaluation time are tokenized as the training data was.
+    model_tokenizer = load_model_tokenizer(str(tokenizer_dir / "tokenizer.json"))
+    assert np.asarray(model_tokenizer(text)).tolist() == ids
+
+
 def test_tokenizer_json_file_and_directory_load_the_same(tokenizer_dir):
     from_dir = load_tokenizer(str(tokenizer_dir))
     from_file = load_tokenizer(str(tokenizer_dir / "tokenizer.json"))

@@ -48,6 +48,9 @@ class GPTNeoTokenizer(keras_hub.tokenizers.BytePairTokenizer):
         self._tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(
             add_prefix_space=self.add_prefix_space, use_regex=True
         )
+        # A literal "<|endoftext|>" in a prompt is text, as in the training data; the
+        # preprocessor places the real end-of-text by id.
+        self._tokenizer.encode_special_tokens = True
 
     @classmethod
     def from_preset(cls, preset: str, **kwargs) -> GPTNeoTokenizer:
