@@ -144,12 +144,46 @@ def _check_batch_sizes(config: TrainConfig, replicas: int) -> None:
 
 
 def total_steps(config: TrainConfig, steps_per_epoch: int) -> int:
-    """`train_steps`, or `epochs` passes of `steps_per_epoch` global batches."""
+    """`train_steps`, or `epochs` passes of `steps_per_epoch` global batches.
+
+    A `train_steps` given with `epochs` (a flag over a flagfile) wins, and the log says so.
+    """
     if config.train_steps:
+        if config.epochs:
+            logging.info(
+                "--train_steps=%d given: --epochs=%s is not used.",
+                config.train_steps,
+                config.epochs,
+            )
         return config.train_steps
     if config.epochs:
         return max(1, math.floor(config.epochs * steps_per_epoch))
     raise ConfigurationError("Give --train_steps or --epochs.")
+
+
+# More passes than this over one dataset is rarely meant; say so before the compute is spent.
+_MANY_EPOCHS = 20
+
+
+def warn_about_run_length(config: TrainConfig, steps: int, steps_per_epoch: int) -> None:
+    """Logs a warning for a run that repeats its data many times or ends inside its warmup."""
+    epochs = steps / steps_per_epoch
+    if epochs > _MANY_EPOCHS:
+        logging.warning(
+            "%d steps are %.0f passes over %s (%d steps each); for a small dataset give "
+            "--epochs instead of --train_steps.",
+            steps,
+            epochs,
+            config.dataset,
+            steps_per_epoch,
+        )
+    if config.warmup_steps >= steps:
+        logging.warning(
+            "--warmup_steps=%d is not shorter than the run (%d steps): the learning rate never "
+            "reaches --learning_rate.",
+            config.warmup_steps,
+            steps,
+        )
 
 
 def make_schedule(config: TrainConfig, steps: int):
@@ -227,6 +261,7 @@ def train(config: TrainConfig) -> dict:
     sequence_length = builder.info.features["input_ids"].shape[0]
     epoch_steps = pipeline.steps_per_epoch(builder, config.batch_size, split=config.train_split)
     steps = total_steps(config, epoch_steps)
+    warn_about_run_length(config, steps, epoch_steps)
 
     strategy = make_strategy(config.strategy, config.tpu)
     _check_batch_sizes(config, strategy.num_replicas_in_sync)

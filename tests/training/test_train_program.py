@@ -122,6 +122,44 @@ def test_flagfile_parses_and_trains_two_steps(
     assert np.isfinite(final["loss"]) and np.isfinite(final["val_loss"])
 
 
+def resolved_flagfile(flagfile: str) -> TrainConfig:
+    return config_from_flags([f"--flagfile=configs/{flagfile}"])
+
+
+def test_every_run_writes_to_its_own_output_dir_and_gives_one_run_length(monkeypatch):
+    monkeypatch.chdir(REPO)
+    configs = {name: resolved_flagfile(name) for name in FLAGFILES}
+    output_dirs = [config.output_dir for config in configs.values()]
+    assert len(set(output_dirs)) == len(output_dirs), output_dirs
+    for name, config in configs.items():
+        # Both given, --train_steps silently wins: a flagfile must not rely on that.
+        assert bool(config.train_steps) != bool(config.epochs), name
+
+
+def test_small_datasets_are_trained_for_epochs_and_warmup_fits_the_run(monkeypatch):
+    monkeypatch.chdir(REPO)
+    for name in ("code_search_net_all.flags", "code_search_net_python.flags", "scratch.flags"):
+        config = resolved_flagfile(name)
+        assert config.epochs and not config.train_steps, name
+        assert config.decay_steps is None, name  # the cosine ends with the run, however long
+
+
+def test_a_run_of_many_epochs_or_all_warmup_is_warned_about(caplog):
+    from neo_keras.training.run import warn_about_run_length
+
+    config = TrainConfig(output_dir="unused", dataset="code_search_net/python", warmup_steps=800)
+    with caplog.at_level("WARNING"):
+        warn_about_run_length(config, steps=20_000, steps_per_epoch=50)
+        warn_about_run_length(config, steps=400, steps_per_epoch=400)
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("400 passes over code_search_net/python" in m for m in messages), messages
+    assert any("never reaches --learning_rate" in m for m in messages), messages
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        warn_about_run_length(config, steps=2_000, steps_per_epoch=400)
+    assert not caplog.records
+
+
 def test_loss_falls_and_artefacts_are_written(data_dir, tokenizer_dir, tmp_path):
     config = base_config(
         data_dir,
