@@ -2,7 +2,8 @@
 
 A training run writes `<run>/run_config.json` and Keras presets under
 `<run>/checkpoints/{best,latest}`; the evaluator and the exporter both resolve a `--model`
-(and `--checkpoint`) to the preset to load through this module.
+(and `--checkpoint`) to the preset to load through this module. Any of these paths may be on a
+`tf.io.gfile` file system such as `gs://`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+
+from neo_keras import file_io
 
 CHECKPOINTS_DIR = "checkpoints"
 RUN_CONFIG_FILE = "run_config.json"
@@ -38,7 +41,7 @@ def resolve_model_source(path: str, checkpoint: str = DEFAULT_CHECKPOINT) -> str
     unchanged for `from_preset` to judge.
     """
     _check_name(checkpoint)
-    if os.path.isdir(path) and is_training_output(path):
+    if file_io.isdir(path) and is_training_output(path):
         return _checkpoint_dir(path, checkpoint)
     return path
 
@@ -62,7 +65,7 @@ class Source:
 
 def is_training_output(path: str) -> bool:
     """True for a directory the trainer wrote: it holds `checkpoints/` or `run_config.json`."""
-    return os.path.isdir(os.path.join(path, CHECKPOINTS_DIR)) or os.path.isfile(
+    return file_io.isdir(os.path.join(path, CHECKPOINTS_DIR)) or file_io.isfile(
         os.path.join(path, RUN_CONFIG_FILE)
     )
 
@@ -75,7 +78,7 @@ def resolve_source(reference: str, checkpoint: str | None = None) -> Source:
     """
     if checkpoint is not None:
         _check_name(checkpoint)
-    if os.path.isdir(reference) and is_training_output(reference):
+    if file_io.isdir(reference) and is_training_output(reference):
         name = checkpoint or DEFAULT_CHECKPOINT
         return Source(
             reference=reference,
@@ -100,12 +103,12 @@ def resolve_source(reference: str, checkpoint: str | None = None) -> Source:
 
 def _checkpoint_dir(run_dir: str, name: str) -> str:
     path = os.path.join(run_dir, CHECKPOINTS_DIR, name)
-    if os.path.isdir(path):
+    if file_io.isdir(path):
         return path
     present = [
         other
         for other in CHECKPOINT_NAMES
-        if os.path.isdir(os.path.join(run_dir, CHECKPOINTS_DIR, other))
+        if file_io.isdir(os.path.join(run_dir, CHECKPOINTS_DIR, other))
     ]
     raise MissingCheckpointError(
         f"{run_dir} is a training output directory but has no {name!r} checkpoint "
@@ -120,20 +123,19 @@ def _checkpoint_dir(run_dir: str, name: str) -> str:
 
 def _run_dir_of_checkpoint(path: str) -> str | None:
     """The run directory when `path` is `<run>/checkpoints/<name>`, else None."""
-    parent = os.path.dirname(os.path.normpath(os.path.abspath(path)))
+    parent = os.path.dirname(file_io.absolute(path).rstrip("/"))
     if os.path.basename(parent) != CHECKPOINTS_DIR:
         return None
     run_dir = os.path.dirname(parent)
-    return run_dir if os.path.isfile(os.path.join(run_dir, RUN_CONFIG_FILE)) else None
+    return run_dir if file_io.isfile(os.path.join(run_dir, RUN_CONFIG_FILE)) else None
 
 
 def _read_run_config(run_dir: str) -> dict | None:
     path = os.path.join(run_dir, RUN_CONFIG_FILE)
-    if not os.path.isfile(path):
+    if not file_io.isfile(path):
         return None
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        return json.loads(file_io.read_text(path))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise SourceError(
             f"Cannot read the training config {path}: {error}. Fix or remove the file."

@@ -12,6 +12,7 @@ samples.jsonl, results.jsonl, summary.json and table.md in --output_dir.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -86,6 +87,15 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_integer(
         "chunk_size", 16, "Decoding steps between two checks for stops.", lower_bound=1, **on
     )
+    flags.DEFINE_enum(
+        "strategy",
+        "auto",
+        ["auto", "tpu", "mirrored", "cpu"],
+        "Where sampling runs: auto takes a TPU (--tpu, TPU_NAME or an attached one), else "
+        "TensorFlow's choice (its first GPU); tpu and mirrored take their first device.",
+        **on,
+    )
+    flags.DEFINE_string("tpu", "", "TPU name or grpc:// address; unreachable is an error.", **on)
     flags.DEFINE_string("output_dir", None, "Where samples, results and summary go.", **on)
     flags.DEFINE_integer(
         "workers", None, "Programs run at once; the sandbox's default when unset.", **on
@@ -140,11 +150,24 @@ def stop_sequences(config: flags.FlagValues, benchmark) -> tuple[str, ...]:
 def default_model_name(config: flags.FlagValues) -> str:
     """The last part of --model (or of --samples_file)."""
     source = config.model or config.samples_file
-    return os.path.basename(os.path.normpath(source)) or source
+    return os.path.basename(source.rstrip("/")) or source
 
 
 def sampled(config: flags.FlagValues, benchmark) -> tuple[list, dict]:
     """Samples from --model, and the settings that produced them."""
+    import tensorflow as tf
+
+    from neo_keras.accelerators import sampling_device
+
+    device = sampling_device(config.strategy, config.tpu)
+    with tf.device(device) if device else contextlib.nullcontext():
+        samples, settings = _sample_on_this_device(config, benchmark)
+    settings["device"] = device or "default"
+    return samples, settings
+
+
+def _sample_on_this_device(config: flags.FlagValues, benchmark) -> tuple[list, dict]:
+    """Loads the model, samples and records how: all on the device in scope."""
     from neo_keras import GPTNeoCausalLM
     from neo_keras.checkpoints import resolve_model_source
     from neo_keras.evaluation import sampling
@@ -204,6 +227,7 @@ def sampled(config: flags.FlagValues, benchmark) -> tuple[list, dict]:
 
 def from_file(config: flags.FlagValues, benchmark) -> tuple[list, dict]:
     """Samples read from --samples_file; under --limit, those of the problems kept."""
+    from neo_keras import file_io
     from neo_keras.evaluation.results import read_samples
 
     samples = read_samples(config.samples_file)
@@ -214,7 +238,7 @@ def from_file(config: flags.FlagValues, benchmark) -> tuple[list, dict]:
             raise ValueError(
                 f"No sample in {config.samples_file} answers the first {config.limit} problems."
             )
-    return samples, {"samples_file": os.path.abspath(config.samples_file)}
+    return samples, {"samples_file": file_io.absolute(config.samples_file)}
 
 
 def run(config: flags.FlagValues) -> dict:
@@ -255,10 +279,12 @@ def run(config: flags.FlagValues) -> dict:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    from neo_keras.accelerators import AcceleratorError
+
     config = flags.FLAGS
     try:
         summary = run(config)
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, AcceleratorError) as error:
         sys.exit(f"error: {error}")
     print(summary["table"])
     for name in summary["not_computable"]:

@@ -47,7 +47,7 @@ _HELP = {
     "mixed_precision": "float32 or bfloat16 (mixed: float32 variables, bfloat16 compute).",
     "remat": "Recompute activations in the backward pass to save memory.",
     "strategy": "auto, tpu, mirrored, multi_worker or cpu.",
-    "tpu": "TPU name or grpc:// address.",
+    "tpu": "TPU name or grpc:// address; one that cannot be reached is an error.",
     "steps_per_execution": "Train steps per compiled call.",
     "jit_compile": "Compile the forward and backward passes with XLA.",
     "seed": "Seed of initialization and data order.",
@@ -82,6 +82,7 @@ _define_flags()
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    from neo_keras.accelerators import AcceleratorError
     from neo_keras.training.run import train
 
     # Our progress notes (resumption, validation) at INFO; TensorFlow's own INFO chatter off.
@@ -93,7 +94,7 @@ def main(argv: list[str]) -> None:
     )
     try:
         final = train(config)
-    except ConfigurationError as error:
+    except (ConfigurationError, AcceleratorError) as error:
         logging.error("%s", error)
         sys.exit(f"error: {error}")
     logging.info("Finished: %s", final)

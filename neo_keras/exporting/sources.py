@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 
+import tensorflow as tf
+
+from neo_keras import file_io
 from neo_keras.checkpoints import Source, SourceError
 from neo_keras.models.gpt_neo import GPTNeoCausalLM, presets
 from neo_keras.models.gpt_neo.hf_convert import CheckpointError
@@ -16,7 +19,7 @@ def _is_hub_reference(reference: str) -> bool:
 def load_model(source: Source, dtype: str) -> GPTNeoCausalLM:
     """Loads the GPT-Neo causal LM at `source` with weights and compute in `dtype`."""
     path = source.model_path
-    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "config.json")):
+    if file_io.isdir(path) and not file_io.isfile(os.path.join(path, "config.json")):
         raise SourceError(
             f"{path} is not a GPT-Neo model: it has no config.json. Give a Hugging Face "
             "GPT-Neo directory, a Keras preset (save_to_preset), a training output "
@@ -25,7 +28,7 @@ def load_model(source: Source, dtype: str) -> GPTNeoCausalLM:
     try:
         model = GPTNeoCausalLM.from_preset(path, dtype=dtype)
     except FileNotFoundError as error:
-        if os.path.exists(path) or not _is_hub_reference(path):
+        if tf.io.gfile.exists(path) or not _is_hub_reference(path):
             raise SourceError(str(error)) from error
         raise SourceError(
             f"Cannot fetch {path} from the Hugging Face hub: {error} Download it while online "

@@ -1,12 +1,13 @@
-"""Writing an output path all at once: a temporary sibling first, then a rename."""
+"""Writing an export all at once: a staging area first, then into place (`file_io`)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
+
+from neo_keras import file_io
+from neo_keras.exporting.provenance import RECORD_FILE
 
 
 class OutputExistsError(FileExistsError):
@@ -15,49 +16,23 @@ class OutputExistsError(FileExistsError):
 
 def check_output_path(path: str, overwrite: bool) -> None:
     """Refuses an existing `path` unless `overwrite`; refuses a path whose parent is a file."""
-    if os.path.lexists(path) and not overwrite:
+    if (file_io.isdir(path) or file_io.isfile(path) or os.path.islink(path)) and not overwrite:
         raise OutputExistsError(
             f"{path} exists; choose a new output path, or pass --overwrite to replace it."
         )
-    parent = os.path.dirname(os.path.abspath(path))
-    if os.path.exists(parent) and not os.path.isdir(parent):
+    parent = os.path.dirname(file_io.absolute(path).rstrip("/"))
+    if file_io.isfile(parent):
         raise NotADirectoryError(f"Cannot write {path}: {parent} is a file, not a directory.")
 
 
 @contextlib.contextmanager
 def staged_output(path: str, overwrite: bool = False) -> Iterator[str]:
-    """Yields a fresh path to write to; on success it is renamed to `path`.
+    """Yields a fresh local path to write to; on success it replaces `path`.
 
-    The fresh path lies in a hidden temporary directory beside `path`, so the final rename
-    stays on one filesystem. If the body raises, the temporary directory is removed and
-    `path` is left as it was. With `overwrite`, an existing `path` is replaced only after
-    the new output is complete.
+    If the body raises, the staging area is removed and `path` is left as it was. With
+    `overwrite`, an existing `path` is replaced only after the new output is complete.
     """
     check_output_path(path, overwrite)
-    path = os.path.abspath(path)
-    parent, name = os.path.split(path)
-    os.makedirs(parent, exist_ok=True)
-    workspace = tempfile.mkdtemp(prefix=f".{name}.partial-", dir=parent)
-    try:
-        staged = os.path.join(workspace, name)
+    with file_io.staged_tree(path, last_file=RECORD_FILE) as staged:
         yield staged
-        if not os.path.lexists(staged):
-            raise FileNotFoundError(f"Nothing was written for {path}.")
-        _move_into_place(staged, path, workspace, overwrite)
-    finally:
-        shutil.rmtree(workspace, ignore_errors=True)
-
-
-def _move_into_place(staged: str, path: str, workspace: str, overwrite: bool) -> None:
-    if not os.path.lexists(path):
-        os.rename(staged, path)
-        return
-    if not overwrite:
-        raise OutputExistsError(f"{path} appeared while the export was being written; kept it.")
-    previous = os.path.join(workspace, "previous")
-    os.rename(path, previous)
-    try:
-        os.rename(staged, path)
-    except BaseException:
-        os.rename(previous, path)
-        raise
+        check_output_path(path, overwrite)  # another writer may have taken it meanwhile

@@ -12,6 +12,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from neo_keras import file_io
+from neo_keras.models.gpt_neo.presets import PRESET_CONFIG_FILE
 from neo_keras.training.lm_trainer import CausalLMTrainer
 
 
@@ -223,20 +225,11 @@ class PresetCheckpoints(keras.callbacks.Callback):
         if loss is not None and loss < self.best_loss:
             self.best_loss = loss
             save_preset_atomically(self.causal_lm, os.path.join(self.directory, "best"))
-            with tf.io.gfile.GFile(self.record, "w") as f:
-                json.dump({"val_loss": loss, "step": _step(self.model)}, f)
+            record = {"val_loss": loss, "step": _step(self.model)}
+            file_io.write_text(self.record, json.dumps(record))
 
 
 def save_preset_atomically(causal_lm: keras.Model, path: str) -> None:
     """`save_to_preset` into `path`, replacing what was there only once the new one is whole."""
-    staging = f"{path}.partial"
-    retired = f"{path}.old"
-    for leftover in (staging, retired):
-        if tf.io.gfile.exists(leftover):
-            tf.io.gfile.rmtree(leftover)
-    causal_lm.save_to_preset(staging)
-    if tf.io.gfile.exists(path):
-        tf.io.gfile.rename(path, retired)
-    tf.io.gfile.rename(staging, path)
-    if tf.io.gfile.exists(retired):
-        tf.io.gfile.rmtree(retired)
+    with file_io.staged_tree(path, last_file=PRESET_CONFIG_FILE) as staged:
+        causal_lm.save_to_preset(staged)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from neo_keras.training.strategy import is_tpu
+from neo_keras.accelerators import is_tpu
 
 
 def token_cross_entropy(labels, logits):

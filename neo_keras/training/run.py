@@ -12,12 +12,12 @@ import keras
 import tensorflow as tf
 from absl import logging
 
+from neo_keras.accelerators import is_tpu, make_strategy
 from neo_keras.models.gpt_neo import GPTNeoBackbone, GPTNeoCausalLM, presets
 from neo_keras.training import callbacks as run_callbacks
 from neo_keras.training.lm_trainer import CausalLMTrainer
 from neo_keras.training.optimizers import make_optimizer
 from neo_keras.training.schedules import WarmupCosine, WarmupLinear
-from neo_keras.training.strategy import is_tpu, make_strategy
 
 
 class ConfigurationError(ValueError):

@@ -74,6 +74,7 @@ def test_cli_samples_and_scores_humaneval(model_dir, tmp_path):
     settings = summary["settings"]
     assert settings["model_source"] == os.path.join(run_dir, "checkpoints", "best")
     assert settings["checkpoint"] == "best"
+    assert settings["device"] == "default"  # no accelerator here: TensorFlow places it
     assert settings["top_k"] == 20 and settings["seed"] == 3 and settings["num_samples"] == 3
     assert settings["stop_sequences"] == list(HUMANEVAL_STOP_SEQUENCES)
     assert settings["truncated_prompts"] == 2  # HumanEval prompts exceed 64 positions

@@ -239,6 +239,12 @@ def saved_steps(output_dir: Path) -> list[int]:
     return sorted(int(Path(p).name[len("ckpt-") : -len(".index")]) for p in indexes)
 
 
+def committed_step(output_dir: Path) -> int:
+    """The step of the last checkpoint the manager finished (and a rerun resumes from)."""
+    latest = tf.train.latest_checkpoint(str(output_dir / "checkpoints" / "resume"))
+    return int(latest.rsplit("-", 1)[1]) if latest else 0
+
+
 def test_killed_run_resumes_where_it_stopped(data_dir, tokenizer_dir, tmp_path):
     """A run killed mid-epoch and rerun ends with the same weights as one never interrupted."""
     steps = ["--train_steps=24", "--eval_every=12", "--save_every=2", "--learning_rate=1e-3"]
@@ -248,12 +254,13 @@ def test_killed_run_resumes_where_it_stopped(data_dir, tokenizer_dir, tmp_path):
 
     victim = run_program([*tiny_overrides(data_dir, tokenizer_dir, str(interrupted)), *steps])
     deadline = time.time() + 240
-    while not any(step >= 4 for step in saved_steps(interrupted)):
+    while committed_step(interrupted) < 4:
         assert victim.poll() is None, victim.stdout.read()
         assert time.time() < deadline, "no checkpoint appeared"
         time.sleep(0.2)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
+    committed_at = committed_step(interrupted)
     killed_at = max(saved_steps(interrupted))
     assert killed_at < 24
 
@@ -262,7 +269,7 @@ def test_killed_run_resumes_where_it_stopped(data_dir, tokenizer_dir, tmp_path):
     assert resumed.returncode == 0, resumed_output
     # The last save may have been cut short by the kill; resumption takes the last whole one.
     resumed_at = int(re.search(r"Resumed from \S+ at step (\d+)", resumed_output).group(1))
-    assert 4 <= resumed_at <= killed_at
+    assert 4 <= committed_at <= resumed_at <= killed_at
     reference_output, _ = reference.communicate(timeout=300)
     assert reference.returncode == 0, reference_output
 

@@ -173,10 +173,10 @@ class GPTNeoBackbone(keras_hub.models.Backbone):
         """Loads from a Hugging Face directory or id, a named size or a Keras preset."""
         from neo_keras.models.gpt_neo import hf_convert, presets
 
-        source = presets.resolve(preset)
-        if hf_convert.is_hf_checkpoint(source):
-            return hf_convert.load_backbone(source, load_weights=load_weights, **kwargs)
-        return super().from_preset(source, load_weights=load_weights, **kwargs)
+        with presets.opened(preset) as source:
+            if hf_convert.is_hf_checkpoint(source):
+                return hf_convert.load_backbone(source, load_weights=load_weights, **kwargs)
+            return super().from_preset(source, load_weights=load_weights, **kwargs)
 
     def embed(self, token_ids, start_index=0):
         """Token plus position embeddings of `token_ids`, positions counted from `start_index`."""

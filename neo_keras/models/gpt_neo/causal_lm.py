@@ -6,6 +6,7 @@ import keras
 import keras_hub
 from keras import ops
 
+from neo_keras import file_io
 from neo_keras.models.gpt_neo import presets
 from neo_keras.models.gpt_neo.backbone import GPTNeoBackbone
 from neo_keras.models.gpt_neo.preprocessor import GPTNeoCausalLMPreprocessor
@@ -69,13 +70,24 @@ class GPTNeoCausalLM(keras_hub.models.CausalLM):
 
     @classmethod
     def from_preset(cls, preset: str, load_weights: bool = True, **kwargs) -> GPTNeoCausalLM:
-        """Loads a model from a Hugging Face directory or id, a named size or a Keras preset."""
+        """Loads a model from a Hugging Face directory or id, a named size or a Keras preset.
+
+        Directories may be on any `tf.io.gfile` file system (`gs://bucket/run/checkpoints/best`).
+        """
         from neo_keras.models.gpt_neo import hf_convert
 
-        source = presets.resolve(preset)
-        if hf_convert.is_hf_checkpoint(source):
-            return hf_convert.load_causal_lm(source, load_weights=load_weights, **kwargs)
-        return super().from_preset(source, load_weights=load_weights, **kwargs)
+        with presets.opened(preset) as source:
+            if hf_convert.is_hf_checkpoint(source):
+                return hf_convert.load_causal_lm(source, load_weights=load_weights, **kwargs)
+            return super().from_preset(source, load_weights=load_weights, **kwargs)
+
+    def save_to_preset(self, preset_dir: str, max_shard_size: int = 10) -> None:
+        """Writes a Keras preset that `from_preset` reads; `preset_dir` may be remote (gs://)."""
+        if not file_io.is_remote(preset_dir):
+            super().save_to_preset(preset_dir, max_shard_size=max_shard_size)
+            return
+        with file_io.staged_tree(preset_dir, last_file=presets.PRESET_CONFIG_FILE) as staged:
+            super().save_to_preset(staged, max_shard_size=max_shard_size)
 
     def export_to_transformers(self, path: str) -> None:
         """Writes a Hugging Face GPT-Neo directory (config, safetensors, tokenizer) at `path`."""

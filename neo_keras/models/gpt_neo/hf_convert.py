@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 
 import numpy as np
+import tensorflow as tf
 
+from neo_keras import file_io
+from neo_keras.models.gpt_neo import presets
 from neo_keras.models.gpt_neo.backbone import GPTNeoBackbone, expand_attention_types
 from neo_keras.models.gpt_neo.causal_lm import GPTNeoCausalLM
 from neo_keras.models.gpt_neo.preprocessor import GPTNeoCausalLMPreprocessor
 from neo_keras.models.gpt_neo.tokenizer import END_OF_TEXT, GPTNeoTokenizer
 
-CONFIG_FILE = "config.json"
+CONFIG_FILE = presets.PRESET_CONFIG_FILE
 SAFETENSORS_FILE = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 TORCH_FILE = "pytorch_model.bin"
@@ -348,21 +349,19 @@ def load_backbone(directory: str, load_weights: bool = True, dtype=None) -> GPTN
 
 
 def save_hf_checkpoint(model: GPTNeoCausalLM, path: str, dtype: str = "float32") -> None:
-    """Writes `model` as a Hugging Face GPT-Neo directory at `path`.
+    """Writes `model` as a Hugging Face GPT-Neo directory at `path` (local or gs://).
 
-    The directory appears complete or not at all: everything is written to a temporary
-    sibling and renamed into place. An existing `path` is an error.
+    The directory appears complete or not at all (see `neo_keras.file_io.staged_tree`).
+    An existing `path` is an error.
     """
-    if os.path.exists(path):
+    if tf.io.gfile.exists(path):
         raise FileExistsError(f"{path} exists; choose a new path or remove it first.")
     tokenizer = model.preprocessor.tokenizer if model.preprocessor is not None else None
     end_token_id = (
         tokenizer.end_token_id if tokenizer is not None else model.backbone.vocabulary_size - 1
     )
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".partial-", dir=parent)
-    try:
+    with file_io.staged_tree(path, last_file=CONFIG_FILE) as staging:
+        os.makedirs(staging)
         _write_json(
             os.path.join(staging, CONFIG_FILE),
             {
@@ -375,10 +374,6 @@ def save_hf_checkpoint(model: GPTNeoCausalLM, path: str, dtype: str = "float32")
         )
         if tokenizer is not None:
             _write_tokenizer(staging, tokenizer, model.backbone.max_sequence_length)
-        os.rename(staging, path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def _write_json(path: str, content: dict) -> None:

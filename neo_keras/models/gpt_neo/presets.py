@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
+
+from neo_keras import file_io
 
 HF_PREFIX = "hf://"
+# The file of a Keras preset (and of a Hugging Face directory) that loaders open first.
+PRESET_CONFIG_FILE = "config.json"
 GPT2_VOCABULARY_SIZE = 50257
 
 # The published EleutherAI shapes. All use 2048 positions, a 256-token local window and
@@ -72,6 +78,17 @@ def resolve(preset: str) -> str:
             )
         return preset
     return _download_hf_repository(preset[len(HF_PREFIX) :])
+
+
+@contextlib.contextmanager
+def opened(preset: str) -> Iterator[str]:
+    """`resolve(preset)`; a preset on a remote file system (gs://) is read from a local copy.
+
+    The copy is fresh on every call and removed afterwards: a checkpoint that a running
+    training job rewrites is never read stale from a cache.
+    """
+    with file_io.local_copy(preset) as local:
+        yield resolve(local)
 
 
 def _download_hf_repository(repo_id: str) -> str:

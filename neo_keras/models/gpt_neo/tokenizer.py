@@ -57,7 +57,7 @@ class GPTNeoTokenizer(keras_hub.tokenizers.BytePairTokenizer):
         """Loads from a Hugging Face directory or id, a named size or a Keras preset."""
         from neo_keras.models.gpt_neo import hf_convert, presets
 
-        source = presets.resolve(preset)
-        if hf_convert.is_hf_checkpoint(source):
-            return hf_convert.load_tokenizer(source)
-        return super().from_preset(source, **kwargs)
+        with presets.opened(preset) as source:
+            if hf_convert.is_hf_checkpoint(source):
+                return hf_convert.load_tokenizer(source)
+            return super().from_preset(source, **kwargs)

@@ -1,0 +1,108 @@
+"""Choosing the accelerator: a `tf.distribute` strategy to train under, a device to sample on."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+import tensorflow as tf
+from absl import logging
+
+STRATEGIES = ("auto", "tpu", "mirrored", "multi_worker", "cpu")
+# Sampling runs in one process on one device; a multi-worker cluster has no use for it.
+SAMPLING_STRATEGIES = ("auto", "tpu", "mirrored", "cpu")
+
+
+class AcceleratorError(RuntimeError):
+    """The accelerator asked for cannot be used."""
+
+
+def make_strategy(
+    kind: str = "auto", tpu: str = "", multi_worker: bool = True
+) -> tf.distribute.Strategy:
+    """Returns the strategy for `kind`.
+
+    `auto` picks, in order: a TPU that a `TPUClusterResolver` finds, MultiWorkerMirrored when
+    `TF_CONFIG` names several workers (unless `multi_worker` is False), Mirrored over several
+    GPUs, else the default strategy. A `tpu` that cannot be reached is an error, never a
+    fallback to the CPU.
+    """
+    if kind not in STRATEGIES:
+        raise ValueError(f"Unknown strategy {kind!r}; use one of {STRATEGIES}.")
+    if kind == "tpu" or (kind == "auto" and (tpu or _tpu_environment())):
+        return _tpu_strategy(tpu, required=kind == "tpu")
+    if kind == "multi_worker" or (kind == "auto" and multi_worker and _worker_count() > 1):
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    if kind == "mirrored" or (kind == "auto" and len(gpus) > 1):
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def sampling_device(kind: str = "auto", tpu: str = "") -> str | None:
+    """The device to build a model on and sample from: the first device of the strategy for
+    `kind` (TPU core 0, GPU 0), or None to leave placement to TensorFlow (its GPU if any).
+
+    Starts the TPU system when the strategy is a TPU one: without that, TensorFlow does not
+    see the TPU at all and everything would run on the host's CPU.
+    """
+    if kind not in SAMPLING_STRATEGIES:
+        raise ValueError(
+            f"Unknown strategy {kind!r} for sampling; use one of {SAMPLING_STRATEGIES}."
+        )
+    strategy = make_strategy(kind, tpu, multi_worker=False)
+    if strategy is tf.distribute.get_strategy():
+        return None
+    return strategy.extended.worker_devices[0]
+
+
+def _tpu_environment() -> bool:
+    return bool(os.environ.get("TPU_NAME") or os.path.exists("/dev/accel0"))
+
+
+def _worker_count() -> int:
+    config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+    return len(config.get("cluster", {}).get("worker", []))
+
+
+def _tpu_strategy(tpu: str, required: bool):
+    try:
+        _check_reachable(tpu)
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or None)
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+    # A TPU name is looked up on the GCE metadata server: off GCE that fails with an OSError.
+    except (ValueError, OSError, tf.errors.OpError) as error:
+        if required or tpu:
+            raise AcceleratorError(
+                f"Cannot reach TPU {tpu or '(local)'}: {str(error).rstrip('.')}. Check --tpu "
+                "(a TPU name or grpc://host:port) and that this VM may use it; on a TPU VM, "
+                "install TensorFlow with TPU support (`make install-tpu`)."
+            ) from error
+        logging.warning(
+            "A TPU seems attached but TensorFlow cannot use it (%s); running without it. "
+            "Install TensorFlow with TPU support (`make install-tpu`) or pass --strategy.",
+            error,
+        )
+        return make_strategy(
+            "mirrored" if len(tf.config.list_logical_devices("GPU")) > 1 else "cpu"
+        )
+    return tf.distribute.TPUStrategy(resolver)
+
+
+def _check_reachable(tpu: str, timeout_s: float = 10.0) -> None:
+    """Fails fast on a grpc:// address nothing listens at; TensorFlow would wait forever."""
+    if not tpu.startswith("grpc://"):
+        return
+    host, _, port = tpu[len("grpc://") :].rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except ValueError as error:
+        raise ValueError(f"{tpu} is not a grpc://host:port address.") from error
+    except OSError as error:
+        raise OSError(f"nothing answers at {tpu} ({error})") from error
+
+
+def is_tpu(strategy: tf.distribute.Strategy) -> bool:
+    return isinstance(strategy, tf.distribute.TPUStrategy)
