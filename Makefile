@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo bench clean
+.PHONY: install install-tpu test lint demo bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,23 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# On a Cloud TPU VM: the package on TensorFlow's TPU build. tensorflow-text (keras-hub's
+# tokenizer ops) is built against one TensorFlow release and asks for the plain `tensorflow`
+# package, so the 2.20 stack is resolved with it first and its TensorFlow then swapped for
+# tensorflow-tpu of the same release, with the libtpu it names (newer libtpu releases follow
+# JAX and are not promised to load in this TensorFlow).
+TPU_TENSORFLOW := 2.20.0
+LIBTPU := 0.0.14
+install-tpu:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e . "tensorflow==$(TPU_TENSORFLOW)" \
+		"tensorflow-text>=2.20,<2.21" "tensorboard>=2.20,<2.21"
+	$(PY) -m pip uninstall --quiet --yes tensorflow
+	$(PY) -m pip install --quiet "tensorflow-tpu==$(TPU_TENSORFLOW)" "libtpu==$(LIBTPU)"
+	$(PY) -c "from neo_keras.accelerators import make_strategy; \
+		print(make_strategy('tpu').num_replicas_in_sync, 'TPU cores')"
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

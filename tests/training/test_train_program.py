@@ -84,6 +84,7 @@ def tiny_overrides(data_dir: str, tokenizer_dir: str, output_dir: str) -> list[s
         "--shuffle_buffer=64",
         "--verbose=0",
         "--peak_tflops=1",
+        "--strategy=cpu",  # configs/tpu_smoke.flags asks for a TPU
     ]
 
 
@@ -120,6 +121,22 @@ def test_flagfile_parses_and_trains_two_steps(
     final = train(config)
     assert final["step"] == 2
     assert np.isfinite(final["loss"]) and np.isfinite(final["val_loss"])
+
+
+def test_the_tpu_smoke_run_stops_at_once_without_a_tpu(data_dir, tokenizer_dir, tmp_path):
+    from neo_keras.accelerators import AcceleratorError
+
+    overrides = tiny_overrides(data_dir, tokenizer_dir, str(tmp_path))
+    config = config_from_flags(
+        [
+            f"--flagfile={REPO}/configs/tpu_smoke.flags",
+            *[flag for flag in overrides if not flag.startswith("--strategy")],
+        ]
+    )
+    assert config.strategy == "tpu"
+    with pytest.raises(AcceleratorError, match="Cannot reach TPU"):
+        train(config)
+    assert not (tmp_path / "run_config.json").exists()
 
 
 def resolved_flagfile(flagfile: str) -> TrainConfig:
