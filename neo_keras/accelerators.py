@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+from collections.abc import Callable
 
 import tensorflow as tf
 from absl import logging
@@ -102,6 +103,34 @@ def _check_reachable(tpu: str, timeout_s: float = 10.0) -> None:
         raise ValueError(f"{tpu} is not a grpc://host:port address.") from error
     except OSError as error:
         raise OSError(f"nothing answers at {tpu} ({error})") from error
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True in the one process of a job that writes its outputs.
+
+    A multi-worker job runs the same program in every worker; all of them compute, but
+    only the chief (the `chief` task, else worker 0) writes logs, presets and checkpoints.
+    A TPU job has a single client process, so it is its own chief.
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+
+
+def distribute(
+    strategy: tf.distribute.Strategy, make_dataset: Callable[..., tf.data.Dataset]
+) -> tf.data.Dataset | tf.distribute.DistributedDataset:
+    """`make_dataset(input_context=...)` built by every input pipeline (one per host) for
+    its own replicas; a single replica gets `make_dataset()` itself."""
+    if strategy.num_replicas_in_sync == 1 and not is_tpu(strategy):
+        return make_dataset()
+    return strategy.distribute_datasets_from_function(
+        lambda context: make_dataset(input_context=context)
+    )
 
 
 def is_tpu(strategy: tf.distribute.Strategy) -> bool:

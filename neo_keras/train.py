@@ -46,6 +46,8 @@ _HELP = {
     "clip_norm": "Global-norm gradient clipping; 0 disables it.",
     "mixed_precision": "float32 or bfloat16 (mixed: float32 variables, bfloat16 compute).",
     "remat": "Recompute activations in the backward pass to save memory.",
+    "loss_chunk_size": "LM head and loss over this many positions at a time (0: all at once): "
+    "one chunk's logits in memory instead of the sequence's.",
     "strategy": "auto, tpu, mirrored, multi_worker or cpu.",
     "tpu": "TPU name or grpc:// address; one that cannot be reached is an error.",
     "steps_per_execution": "Train steps per compiled call.",

@@ -58,7 +58,9 @@ def make_training_dataset(name_or_builder: str | tfds.core.DatasetBuilder,
                           global_batch_size: int, split: str = "train",
                           data_dir: str | None = None, shuffle: bool = True, seed: int = 0,
                           repeat: bool = True, start_step: int = 0,
-                          shuffle_buffer: int = 10_000) -> tf.data.Dataset:
+                          shuffle_buffer: int = 10_000,
+                          input_context: tf.distribute.InputContext | None = None
+                          ) -> tf.data.Dataset:
     """Shuffled, batched, prefetched `(x, y, sample_weight)` from a built token dataset.
 
     Args:
@@ -71,6 +73,9 @@ def make_training_dataset(name_or_builder: str | tfds.core.DatasetBuilder,
         repeat: go on for ever; otherwise one epoch.
         start_step: global batches already consumed: the stream starts where it left off.
         shuffle_buffer: examples shuffled together, in consecutive blocks of this many.
+        input_context: under `distribute_datasets_from_function`, this host's input pipeline:
+            it then yields one batch per local replica, that replica's rows of each global
+            batch, and decodes no other rows.
     """
     builder = load_prepared_builder(name_or_builder, data_dir)
     files, num_examples = _token_split_files(builder, split)
@@ -92,17 +97,20 @@ def make_training_dataset(name_or_builder: str | tfds.core.DatasetBuilder,
         return records.batch(global_batch_size, drop_remainder=True)
 
     dataset = tf.data.Dataset.range(start_epoch, end_epoch).flat_map(epoch_batches)
+    dataset, batch_size = _replica_shares(dataset, global_batch_size, input_context)
     dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return _finish(dataset.map(to_model_inputs), global_batch_size)
+    return _finish(dataset.map(to_model_inputs), batch_size)
 
 
 def make_validation_dataset(name_or_builder: str | tfds.core.DatasetBuilder,
                             global_batch_size: int, split: str = "validation",
-                            data_dir: str | None = None) -> tf.data.Dataset:
+                            data_dir: str | None = None,
+                            input_context: tf.distribute.InputContext | None = None
+                            ) -> tf.data.Dataset:
     """Every example of `split` once, in a fixed order, as `(x, y, sample_weight)` batches.
 
     The last batch is filled up with rows of zero weight, so shapes stay static and no example
-    is left out of the evaluation.
+    is left out of the evaluation. `input_context` as in `make_training_dataset`.
     """
     builder = load_prepared_builder(name_or_builder, data_dir)
     files, _ = _token_split_files(builder, split)
@@ -110,7 +118,8 @@ def make_validation_dataset(name_or_builder: str | tfds.core.DatasetBuilder,
     dataset = tf.data.TFRecordDataset(files).batch(global_batch_size)
     dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     dataset = dataset.map(lambda batch: _fill_batch(batch, global_batch_size))
-    return _finish(dataset.map(to_model_inputs), global_batch_size)
+    dataset, batch_size = _replica_shares(dataset, global_batch_size, input_context)
+    return _finish(dataset.map(to_model_inputs), batch_size)
 
 
 def to_model_inputs(batch: dict[str, tf.Tensor]):
@@ -170,6 +179,28 @@ def _batch_parser(builder: tfds.core.DatasetBuilder):
     return parse
 
 
+def _replica_shares(dataset: tf.data.Dataset, global_batch_size: int,
+                    input_context: tf.distribute.InputContext | None
+                    ) -> tuple[tf.data.Dataset, int]:
+    """Of each global batch, one batch per replica this input pipeline feeds, and its size.
+
+    Replica r of the whole job gets rows `[r * b, (r + 1) * b)` of every global batch, so a
+    step sees the same examples however many hosts and replicas share it.
+    """
+    if input_context is None:
+        return dataset, global_batch_size
+    per_replica = input_context.get_per_replica_batch_size(global_batch_size)
+    local_replicas = input_context.num_replicas_in_sync // input_context.num_input_pipelines
+    start = input_context.input_pipeline_id * local_replicas * per_replica
+
+    def share(t: tf.Tensor) -> tf.Tensor:
+        rows = t[start : start + local_replicas * per_replica]
+        return tf.reshape(rows, [local_replicas, per_replica, *t.shape[1:]])
+
+    shares = dataset.map(lambda batch: tf.nest.map_structure(share, batch))
+    return shares.unbatch(), per_replica
+
+
 def _fill_batch(batch: dict[str, tf.Tensor], batch_size: int) -> dict[str, tf.Tensor]:
     missing = batch_size - tf.shape(batch["input_ids"])[0]
     # Filler rows attend to everything (no fully masked row to trip a softmax) and weigh 0.
@@ -182,7 +213,8 @@ def _finish(dataset: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
     dataset = dataset.map(lambda x, y, w: _static_shapes(x, y, w, batch_size))
     options = tf.data.Options()
     options.deterministic = True
-    # Each worker reads every record and keeps its share, whatever the file count.
+    # Should a strategy distribute this dataset itself, each worker reads every record and keeps
+    # its share, whatever the file count (`input_context` decodes only the worker's rows).
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
 

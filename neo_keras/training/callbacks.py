@@ -32,18 +32,21 @@ class ValidationEvaluator(keras.callbacks.Callback):
     the ones after it (TensorBoard, best checkpoint) see the values.
     """
 
-    def __init__(self, dataset: tf.data.Dataset, steps: int | None = None):
+    def __init__(
+        self,
+        dataset: tf.data.Dataset | tf.distribute.DistributedDataset,
+        steps: int | None = None,
+    ):
+        """`dataset`: batches of one replica, or distributed over the trainer's strategy."""
         super().__init__()
         self.dataset = dataset
         self.steps = steps
         self._function = None
-        self._distributed = None
 
     def _evaluate(self) -> float:
         trainer: CausalLMTrainer = self.model
         strategy = trainer.distribute_strategy
         if self._function is None:
-            self._distributed = strategy.experimental_distribute_dataset(self.dataset)
 
             @tf.function
             def sums(batch):
@@ -52,7 +55,7 @@ class ValidationEvaluator(keras.callbacks.Callback):
 
             self._function = sums
         loss_sum, weight_sum = 0.0, 0.0
-        for index, batch in enumerate(self._distributed):
+        for index, batch in enumerate(self.dataset):
             if self.steps is not None and index >= self.steps:
                 break
             batch_loss, batch_weight = self._function(batch)
@@ -162,12 +165,16 @@ class ResumeCheckpoint(keras.callbacks.Callback):
     """Saves weights, optimizer state and step every `every` steps, for exact resumption.
 
     `restore()` returns the step reached (0 for a fresh run). Nothing is saved for a step
-    whose loss was not finite.
+    whose loss was not finite. With `writes` False (a worker that is not the chief) it
+    restores but never saves: its variables equal the chief's, which saves them.
     """
 
-    def __init__(self, directory: str, causal_lm: keras.Model, optimizer, every: int):
+    def __init__(
+        self, directory: str, causal_lm: keras.Model, optimizer, every: int, writes: bool = True
+    ):
         super().__init__()
         self.every = every
+        self.writes = writes
         self.checkpoint = tf.train.Checkpoint(model=causal_lm, optimizer=optimizer)
         self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=2)
         self._saved_step = None
@@ -185,7 +192,7 @@ class ResumeCheckpoint(keras.callbacks.Callback):
 
     def save(self) -> None:
         step = _step(self.model)
-        if step != self._saved_step:
+        if self.writes and step != self._saved_step:
             self.manager.save(checkpoint_number=step)
             self._saved_step = step
 

@@ -15,6 +15,7 @@ import keras
 import tensorflow as tf
 
 from neo_keras.accelerators import is_tpu
+from neo_keras.training.chunked_loss import chunked_cross_entropy_sum
 
 
 def token_cross_entropy(labels, logits):
@@ -43,6 +44,9 @@ class CausalLMTrainer(keras.Model):
             None uses the whole replica batch in one pass.
         clip_norm: global-norm clipping of the global gradient; None disables it.
         xla: compile the forward and backward passes with XLA.
+        loss_chunk_size: run the LM head and the loss this many positions at a time, so that
+            the whole sequence's logits never exist at once (`chunked_loss`); None computes
+            them all.
 
     Example:
 
@@ -59,9 +63,11 @@ class CausalLMTrainer(keras.Model):
         micro_batch_size: int | None = None,
         clip_norm: float | None = 1.0,
         xla: bool = True,
+        loss_chunk_size: int | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.loss_chunk_size = loss_chunk_size
         self.causal_lm = causal_lm
         self.micro_batch_size = micro_batch_size
         self.clip_norm = clip_norm
@@ -78,46 +84,66 @@ class CausalLMTrainer(keras.Model):
 
     # ------------------------------------------------------------------ gradients
 
-    def _micro_batches(self, batch_size: int) -> int:
-        micro = self.micro_batch_size or batch_size
-        if batch_size % micro:
+    def _check_micro_batches(self, batch_size: int | None) -> None:
+        micro = self.micro_batch_size
+        if batch_size is not None and micro and batch_size % micro:
             raise ValueError(
                 f"The per-replica batch ({batch_size}) is not a multiple of the micro-batch "
                 f"size ({micro})."
             )
-        return batch_size // micro
+
+    def _weighted_loss_sum(self, x, y, sample_weight):
+        """`sum(token_loss * weight)` of one micro-batch, in training mode."""
+        if not self.loss_chunk_size:
+            logits = self.causal_lm(x, training=True)
+            return tf.reduce_sum(token_cross_entropy(y, logits) * sample_weight)
+        backbone = self.causal_lm.backbone
+        hidden_states = backbone(x, training=True)
+        return chunked_cross_entropy_sum(
+            hidden_states,
+            tf.convert_to_tensor(backbone.token_embedding.embeddings),
+            y,
+            sample_weight,
+            self.loss_chunk_size,
+        )
 
     def _gradients(self, x, y, sample_weight, total_weight):
-        """Sum over micro-batches of d(sum(loss * w) / total_weight), and sum(loss * w)."""
+        """Sum over micro-batches of d(sum(loss * w) / total_weight), and sum(loss * w).
+
+        The batch may have no static size (a distributed dataset's elements do not): the
+        micro-batch count is then computed in the graph.
+        """
         variables = self.causal_lm.trainable_variables
-        batch_size = y.shape[0]
-        steps = self._micro_batches(batch_size)
-        micro = batch_size // steps
+        batch_size, micro = y.shape[0], self.micro_batch_size
+        self._check_micro_batches(batch_size)
+
+        def gradient_of(x_i, y_i, w_i):
+            with tf.GradientTape() as tape:
+                weighted = self._weighted_loss_sum(x_i, y_i, w_i)
+                loss = weighted / total_weight
+            return tape.gradient(loss, variables), weighted
+
+        if not micro or micro == batch_size:
+            return gradient_of(x, y, sample_weight)
 
         def split(t):
-            return tf.reshape(t, [steps, micro, *t.shape[1:]])
+            return tf.reshape(t, [-1, micro, *t.shape[1:]])
 
         xs = tf.nest.map_structure(split, x)
         ys, ws = split(y), split(sample_weight)
 
         def micro_step(i, gradients, loss_sum):
-            x_i = tf.nest.map_structure(lambda t: t[i], xs)
-            with tf.GradientTape() as tape:
-                logits = self.causal_lm(x_i, training=True)
-                weighted = tf.reduce_sum(token_cross_entropy(ys[i], logits) * ws[i])
-                loss = weighted / total_weight
-            step_gradients = tape.gradient(loss, variables)
+            step_gradients, weighted = gradient_of(
+                tf.nest.map_structure(lambda t: t[i], xs), ys[i], ws[i]
+            )
             gradients = [
                 g + tf.cast(s, g.dtype) for g, s in zip(gradients, step_gradients, strict=True)
             ]
             return i + 1, gradients, loss_sum + weighted
 
         zeros = [tf.zeros(v.shape, dtype=v.dtype) for v in variables]
-        if steps == 1:
-            _, gradients, loss_sum = micro_step(0, zeros, tf.constant(0.0))
-            return gradients, loss_sum
         _, gradients, loss_sum = tf.while_loop(
-            lambda i, *_: i < steps,
+            lambda i, *_: i < tf.shape(ys)[0],
             micro_step,
             (tf.constant(0), zeros, tf.constant(0.0)),
         )
@@ -170,6 +196,17 @@ class CausalLMTrainer(keras.Model):
         )
 
     # ------------------------------------------------------------------ execution
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Keras' build from a first batch, skipped when the LM and optimizer are built.
+
+        Under a distribution strategy Keras 3.15 draws a batch from the training iterator to
+        build the model and reduces it across replicas, which fails on dict inputs from a
+        distributed dataset. There is nothing left to build here: no compiled loss or metric.
+        """
+        if self.causal_lm.built and self.optimizer is not None and self.optimizer.built:
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def make_train_function(self, force=False):
         """Runs `steps_per_execution` steps per call, under every strategy.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -12,7 +13,8 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from neo_keras.accelerators import is_tpu, make_strategy
+from neo_keras import file_io
+from neo_keras.accelerators import distribute, is_chief, is_tpu, make_strategy
 from neo_keras.models.gpt_neo import GPTNeoBackbone, GPTNeoCausalLM, presets
 from neo_keras.training import callbacks as run_callbacks
 from neo_keras.training.lm_trainer import CausalLMTrainer
@@ -57,6 +59,7 @@ class TrainConfig:
     clip_norm: float = 1.0
     mixed_precision: str = "float32"
     remat: bool = False
+    loss_chunk_size: int = 0
     strategy: str = "auto"
     tpu: str = ""
     steps_per_execution: int = 1
@@ -69,7 +72,10 @@ class TrainConfig:
 
 
 # Settings that may change between a run and its resumption; every other one must match.
+# Memory savers (remat, loss chunks, micro-batches) change how a step is computed, not its value.
 OPERATIONAL_FIELDS = {
+    "remat",
+    "loss_chunk_size",
     "data_dir",
     "train_steps",
     "epochs",
@@ -115,12 +121,8 @@ def check_output_dir(config: TrainConfig) -> bool:
 
 
 def _write_run_config(config: TrainConfig) -> None:
-    tf.io.gfile.makedirs(config.output_dir)
     path = os.path.join(config.output_dir, RUN_CONFIG_FILE)
-    staging = path + ".partial"
-    with tf.io.gfile.GFile(staging, "w") as f:
-        json.dump(dataclasses.asdict(config), f, indent=2, sort_keys=True)
-    tf.io.gfile.rename(staging, path, overwrite=True)
+    file_io.write_text(path, json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True))
 
 
 def _check_batch_sizes(config: TrainConfig, replicas: int) -> None:
@@ -265,7 +267,9 @@ def train(config: TrainConfig) -> dict:
 
     strategy = make_strategy(config.strategy, config.tpu)
     _check_batch_sizes(config, strategy.num_replicas_in_sync)
-    _write_run_config(config)
+    chief = is_chief(strategy)
+    if chief:
+        _write_run_config(config)
     keras.utils.set_random_seed(config.seed)
 
     with strategy.scope():
@@ -290,28 +294,44 @@ def train(config: TrainConfig) -> dict:
             micro_batch_size=config.micro_batch_size,
             clip_norm=config.clip_norm or None,
             xla=config.jit_compile,
+            loss_chunk_size=config.loss_chunk_size or None,
         )
         trainer.compile(optimizer=optimizer, steps_per_execution=config.steps_per_execution)
 
     checkpoints_dir = os.path.join(config.output_dir, "checkpoints")
     resume = run_callbacks.ResumeCheckpoint(
-        os.path.join(checkpoints_dir, "resume"), causal_lm, optimizer, config.save_every
+        os.path.join(checkpoints_dir, "resume"),
+        causal_lm,
+        optimizer,
+        config.save_every,
+        writes=chief,
     )
     start_step = resume.restore() if resuming else 0
     if start_step >= steps:
         logging.info("The run already reached step %d of %d.", start_step, steps)
         return {"step": start_step}
 
-    train_data = pipeline.make_training_dataset(
-        builder,
-        config.batch_size,
-        split=config.train_split,
-        seed=config.seed,
-        start_step=start_step,
-        shuffle_buffer=config.shuffle_buffer,
+    # Every host builds the input of its own replicas only.
+    train_data = distribute(
+        strategy,
+        functools.partial(
+            pipeline.make_training_dataset,
+            builder,
+            config.batch_size,
+            split=config.train_split,
+            seed=config.seed,
+            start_step=start_step,
+            shuffle_buffer=config.shuffle_buffer,
+        ),
     )
-    validation_data = pipeline.make_validation_dataset(
-        builder, config.batch_size, split=config.validation_split
+    validation_data = distribute(
+        strategy,
+        functools.partial(
+            pipeline.make_validation_dataset,
+            builder,
+            config.batch_size,
+            split=config.validation_split,
+        ),
     )
     stop_guard = run_callbacks.StopOnNonFiniteLoss()
     callbacks = [
@@ -322,11 +342,14 @@ def train(config: TrainConfig) -> dict:
             flops_per_token(causal_lm.backbone, sequence_length),
             peak_flops(config, strategy),
         ),
-        run_callbacks.StepLogger(os.path.join(config.output_dir, "logs"), config.log_every),
         run_callbacks.StopAtStep(steps),
         resume,
-        run_callbacks.PresetCheckpoints(checkpoints_dir, causal_lm),
     ]
+    if chief:  # the other workers compute the same values; one writes them
+        callbacks += [
+            run_callbacks.StepLogger(os.path.join(config.output_dir, "logs"), config.log_every),
+            run_callbacks.PresetCheckpoints(checkpoints_dir, causal_lm),
+        ]
     history = trainer.fit(
         train_data,
         steps_per_epoch=config.eval_every,

@@ -118,3 +118,26 @@ def test_a_dataset_that_was_never_built_says_how_to_build_it(tmp_path):
 def test_a_batch_larger_than_the_split_is_refused(built):
     with pytest.raises(ValueError, match="fewer than one global batch"):
         pipeline.make_training_dataset(built, 10_000)
+
+
+@pytest.mark.parametrize("make", [pipeline.make_training_dataset,
+                                  pipeline.make_validation_dataset],
+                         ids=["training", "validation"])
+def test_input_pipelines_split_each_global_batch_by_replica(built, make):
+    """Two hosts of two replicas each: replica r gets rows [r * b, (r + 1) * b) of a batch."""
+    global_batch, pipelines, replicas = 4, 2, 4
+    whole = take(make(built, global_batch), 3)
+    shares = [take(make(built, global_batch, input_context=tf.distribute.InputContext(
+        num_input_pipelines=pipelines, input_pipeline_id=i, num_replicas_in_sync=replicas)), 6)
+        for i in range(pipelines)]
+    for step, (x, y, weight) in enumerate(whole):
+        # Each host yields one batch per local replica, in replica order.
+        replica_batches = [shares[i][2 * step + r] for i in range(pipelines) for r in range(2)]
+        for part, name in ((1, "y"), (2, "weight")):
+            np.testing.assert_array_equal(
+                np.concatenate([batch[part] for batch in replica_batches]),
+                (y, weight)[part - 1], err_msg=name)
+        np.testing.assert_array_equal(
+            np.concatenate([batch[0]["token_ids"] for batch in replica_batches]),
+            x["token_ids"])
+        assert all(batch[1].shape == (1, 8) for batch in replica_batches)

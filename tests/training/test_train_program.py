@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -239,8 +241,13 @@ def test_bad_command_lines_are_refused(argv, message):
         flags.FLAGS(["train", *argv])
 
 
-def run_program(argv: list[str]) -> subprocess.Popen:
-    environment = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2"}
+def run_program(argv: list[str], **environment_changes: str) -> subprocess.Popen:
+    environment = {
+        **os.environ,
+        "CUDA_VISIBLE_DEVICES": "",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        **environment_changes,
+    }
     return subprocess.Popen(
         [sys.executable, "-m", "neo_keras.train", *argv],
         cwd=REPO,
@@ -294,6 +301,49 @@ def test_killed_run_resumes_where_it_stopped(data_dir, tokenizer_dir, tmp_path):
     actual = GPTNeoCausalLM.from_preset(str(interrupted / "checkpoints" / "latest"))
     for a, e in zip(actual.get_weights(), expected.get_weights(), strict=True):
         np.testing.assert_allclose(a, e, atol=1e-6, rtol=0)
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_two_workers_train_as_one_process(data_dir, tokenizer_dir, tmp_path):
+    """Two MultiWorkerMirrored processes sharing an output dir end where one process ends."""
+    run = ["--train_steps=6", "--eval_every=3", "--save_every=3", "--dropout=0"]
+
+    def argv(output_dir: Path, strategy: str) -> list[str]:
+        overrides = tiny_overrides(data_dir, tokenizer_dir, str(output_dir))
+        return [*overrides, *run, f"--strategy={strategy}"]
+
+    single, shared = tmp_path / "single", tmp_path / "two_workers"
+    reference = run_program(argv(single, "cpu"))
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
+    workers = [
+        run_program(
+            argv(shared, "multi_worker"),
+            TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}),
+        )
+        for i in range(2)
+    ]
+    for process in [reference, *workers]:
+        output, _ = process.communicate(timeout=600)
+        assert process.returncode == 0, output[-12000:]
+
+    for name in ("latest", "best"):
+        expected = GPTNeoCausalLM.from_preset(str(single / "checkpoints" / name))
+        actual = GPTNeoCausalLM.from_preset(str(shared / "checkpoints" / name))
+        for a, e in zip(actual.get_weights(), expected.get_weights(), strict=True):
+            np.testing.assert_allclose(a, e, atol=2e-5, rtol=0)
+    # Only the chief wrote: one TensorBoard writer, one set of checkpoints.
+    assert len(glob.glob(str(shared / "logs" / "train" / "events.out.tfevents.*"))) == 1
+    assert saved_steps(shared) == saved_steps(single) == [3, 6]
+    assert sorted(os.listdir(shared)) == sorted(os.listdir(single))
 
 
 def test_non_finite_loss_stops_the_run_without_saving_it(data_dir, tokenizer_dir, tmp_path):

@@ -47,13 +47,16 @@ def batch():
     return x, labels, weights
 
 
-def train_one_step(strategy, weights, batch, micro_batch_size=None, clip_norm=None):
+def train_one_step(strategy, weights, batch, micro_batch_size=None, clip_norm=None, **options):
     """Weights after one SGD step with learning rate 1 (so the update is the gradient)."""
     with strategy.scope():
         causal_lm = tiny_causal_lm()
         causal_lm.set_weights(weights)
         trainer = CausalLMTrainer(
-            causal_lm, micro_batch_size=micro_batch_size, clip_norm=clip_norm, xla=False
+            causal_lm,
+            micro_batch_size=micro_batch_size,
+            clip_norm=clip_norm,
+            **{"xla": False, **options},
         )
         trainer.compile(optimizer=keras.optimizers.SGD(learning_rate=1.0))
     dataset = tf.data.Dataset.from_tensors(batch)
@@ -104,6 +107,22 @@ def test_accumulated_micro_batches_equal_the_full_batch(reference_weights, batch
     )
     assert accumulated_loss == pytest.approx(full_loss, abs=1e-5)
     assert_same_weights(accumulated, full)
+
+
+@pytest.mark.parametrize("chunk, micro", [(2, None), (4, 2)], ids=["chunks", "chunks_and_micro"])
+def test_a_chunked_lm_head_loss_trains_as_the_whole_one(reference_weights, batch, chunk, micro):
+    default = tf.distribute.get_strategy()
+    full, full_loss = train_one_step(default, reference_weights, batch)
+    chunked, chunked_loss = train_one_step(
+        default, reference_weights, batch, micro, loss_chunk_size=chunk, xla=True
+    )
+    assert chunked_loss == pytest.approx(full_loss, abs=1e-5)
+    assert_same_weights(chunked, full)
+
+
+def test_a_loss_chunk_that_does_not_divide_the_sequence_is_refused(reference_weights, batch):
+    with pytest.raises(ValueError, match=r"length \(8\) is not a multiple of the loss chunk"):
+        train_one_step(tf.distribute.get_strategy(), reference_weights, batch, loss_chunk_size=3)
 
 
 def test_accumulation_under_mirrored_equals_the_full_batch(reference_weights, batch):
