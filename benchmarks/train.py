@@ -8,6 +8,12 @@ bfloat16 (Keras mixed_bfloat16 against torch autocast to bfloat16).
 
     python benchmarks/train.py
     python benchmarks/train.py --size gpt_neo_tiny --sequence_length 256
+    python benchmarks/train.py --batch_size 1 --sequence_length 2048 --loss_chunk_size 512
+    python benchmarks/train.py --batch_size 1 --sequence_length 2048 --full_local_attention
+
+`--full_local_attention` measures local layers on the full T x T score matrix, as before the
+banded computation; `--loss_chunk_size` runs the LM head and loss in chunks, as the flag of
+`neo_keras.train`.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from transformers import GPTNeoForCausalLM  # noqa: E402
 
 from neo_keras import GPTNeoCausalLM  # noqa: E402
 from neo_keras.models.gpt_neo import presets  # noqa: E402
+from neo_keras.models.gpt_neo.attention import GPTNeoAttention  # noqa: E402
 from neo_keras.training.lm_trainer import CausalLMTrainer  # noqa: E402
 from neo_keras.training.run import flops_per_token, measured_peak_flops  # noqa: E402
 
@@ -41,13 +48,17 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--sequence_length", type=int, default=512)
     parser.add_argument("--steps", type=int, default=3, help="timed steps after one warm-up")
     parser.add_argument("--precisions", default="float32,bfloat16")
+    parser.add_argument("--loss_chunk_size", type=int, default=0)
+    parser.add_argument("--full_local_attention", action="store_true")
     return parser.parse_args()
 
 
-def keras_step(checkpoint_dir: str, precision: str, batch):
+def keras_step(checkpoint_dir: str, precision: str, batch, loss_chunk_size: int):
     policy = "mixed_bfloat16" if precision == "bfloat16" else "float32"
     causal_lm = GPTNeoCausalLM.from_preset(checkpoint_dir, dtype=policy)
-    trainer = CausalLMTrainer(causal_lm, clip_norm=1.0, xla=True)
+    trainer = CausalLMTrainer(
+        causal_lm, clip_norm=1.0, xla=True, loss_chunk_size=loss_chunk_size or None
+    )
     trainer.compile(optimizer=keras.optimizers.AdamW(learning_rate=1e-5))
     x, y, weights = batch
     data = tf.data.Dataset.from_tensors((x, y, weights)).repeat()
@@ -87,6 +98,8 @@ def tokens_per_second(fn, tokens: int, steps: int) -> float:
 
 def main() -> None:
     args = parse_args()
+    if args.full_local_attention:
+        GPTNeoAttention._banded = lambda self, length: False
     torch.set_num_threads(os.cpu_count() or 1)
     rng = np.random.default_rng(0)
     vocabulary = presets.backbone_config(args.size)["vocabulary_size"]
@@ -98,7 +111,9 @@ def main() -> None:
     tokens = args.batch_size * args.sequence_length
 
     print(
-        f"{args.size}, batch {args.batch_size} x {args.sequence_length}, AdamW, clip 1.0; "
+        f"{args.size}, batch {args.batch_size} x {args.sequence_length}, AdamW, clip 1.0, "
+        f"loss chunk {args.loss_chunk_size or 'off'}, local attention "
+        f"{'full T x T' if args.full_local_attention else 'banded'}; "
         f"{platform.machine()}, {os.cpu_count()} CPUs; TF {tf.__version__}, "
         f"torch {torch.__version__}"
     )
@@ -109,7 +124,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as checkpoint_dir:
         random_reference_model(args.size).save_pretrained(checkpoint_dir)
         for precision in args.precisions.split(","):
-            ours_fn, causal_lm = keras_step(checkpoint_dir, precision, batch)
+            ours_fn, causal_lm = keras_step(checkpoint_dir, precision, batch, args.loss_chunk_size)
             flops = flops_per_token(causal_lm.backbone, args.sequence_length)
             peak = measured_peak_flops(precision)
             ours = tokens_per_second(ours_fn, tokens, args.steps)

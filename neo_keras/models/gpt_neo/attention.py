@@ -133,17 +133,72 @@ class GPTNeoAttention(keras.layers.Layer):
             key_positions = ops.arange(ops.shape(key)[1])
             padding_mask = None  # Right padding: the queries never reach unwritten slots.
 
-        mask = attention_mask(
-            query_positions, key_positions, self.attention_type, self.window_size, padding_mask
-        )
-        scores = ops.einsum("bqhd,bkhd->bhqk", ops.cast(query, "float32"), ops.cast(key, "float32"))
-        scores = ops.where(ops.expand_dims(mask, 1), scores, _MASKED_SCORE)
-        probs = ops.cast(ops.softmax(scores, axis=-1), self.compute_dtype)
-        probs = self.probs_dropout(probs)
-        context = ops.einsum("bhqk,bkhd->bqhd", probs, value)
+        if cache is None and self._banded(query_length):
+            context = self._banded_local_context(query, key, value, padding_mask)
+        else:
+            mask = attention_mask(
+                query_positions, key_positions, self.attention_type, self.window_size, padding_mask
+            )
+            context = self._context(
+                query, key, value, ops.expand_dims(mask, 1), "bqhd,bkhd->bhqk", "bhqk,bkhd->bqhd"
+            )
         context = ops.reshape(context, ops.shape(hidden_states))
         output = self.output_dense(context)
         return output if cache is None else (output, cache)
+
+    def _context(self, query, key, value, mask, scores_equation, context_equation):
+        """softmax(query . key, unscaled, in float32, masked) . value."""
+        query, key = ops.cast(query, "float32"), ops.cast(key, "float32")
+        scores = ops.where(mask, ops.einsum(scores_equation, query, key), _MASKED_SCORE)
+        probs = self.probs_dropout(ops.cast(ops.softmax(scores, axis=-1), self.compute_dtype))
+        return ops.einsum(context_equation, probs, value)
+
+    def _banded(self, length) -> bool:
+        """A local layer over a sequence longer than its window computes only the band."""
+        local = self.attention_type == "local"
+        return local and isinstance(length, int) and length > self.window_size
+
+    def _banded_local_context(self, query, key, value, padding_mask):
+        """Local attention in blocks of `window_size` queries, each against its own block of
+        keys and the one before: `T x 2W` scores instead of `T x T`.
+
+        Every query's window lies within those `2W` keys, so the result equals the full
+        computation wherever a query sees at least one key (a row that sees none, a padding
+        position, is uniform over fewer keys; no loss or other position reads it).
+        """
+        window = self.window_size
+        batch, length = ops.shape(query)[0], query.shape[1]
+        blocks = -(-length // window)
+        tail = blocks * window - length
+
+        def query_blocks(x):  # [B, T, ...] -> [B, blocks, W, ...]
+            x = ops.pad(x, [[0, 0], [0, tail]] + [[0, 0]] * (len(x.shape) - 2))
+            return ops.reshape(x, (batch, blocks, window, *x.shape[2:]))
+
+        def key_blocks(x):  # [B, T, ...] -> [B, blocks, 2W, ...]: the previous block, then own
+            x = ops.pad(x, [[0, 0], [window, tail]] + [[0, 0]] * (len(x.shape) - 2))
+            x = ops.reshape(x, (batch, blocks + 1, window, *x.shape[2:]))
+            return ops.concatenate([x[:, :-1], x[:, 1:]], axis=2)
+
+        if padding_mask is None:
+            padding_mask = ops.ones((batch, length), "bool")
+        # The padding in front of the first block is not a key.
+        key_present = key_blocks(ops.cast(padding_mask, "bool"))
+        query_offsets = ops.arange(window)[:, None]
+        key_offsets = ops.arange(2 * window)[None, :]
+        distance = query_offsets + window - key_offsets
+        in_window = ops.logical_and(distance >= 0, distance < window)  # [W, 2W]
+        mask = ops.logical_and(in_window[None, None], key_present[:, :, None, :])
+        context = self._context(
+            query_blocks(query),
+            key_blocks(key),
+            key_blocks(value),
+            ops.expand_dims(mask, 2),  # [B, blocks, 1, W, 2W]
+            "bnqhd,bnkhd->bnhqk",
+            "bnhqk,bnkhd->bnqhd",
+        )
+        context = ops.reshape(context, (batch, blocks * window, *context.shape[3:]))
+        return context[:, :length]
 
     def get_config(self):
         config = super().get_config()
