@@ -30,6 +30,7 @@ install-tpu:
 	$(PY) -m pip install --quiet "tensorflow-tpu==$(TPU_TENSORFLOW)" "libtpu==$(LIBTPU)"
 	$(PY) -c "from neo_keras.accelerators import make_strategy; \
 		print(make_strategy('tpu').num_replicas_in_sync, 'TPU cores')"
+	touch $(STAMP)  # so that `make demo` keeps this install rather than reinstalling 2.21
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
@@ -45,6 +46,7 @@ bench: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[test,bench]"
 	$(PY) benchmarks/forward.py
 	$(PY) benchmarks/train.py
+	$(PY) benchmarks/memory.py
 	$(PY) benchmarks/generate.py
 	$(PY) benchmarks/execute.py
 	$(PY) benchmarks/data.py

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import socket
@@ -43,7 +44,8 @@ def make_strategy(
 
 def sampling_device(kind: str = "auto", tpu: str = "") -> str | None:
     """The device to build a model on and sample from: the first device of the strategy for
-    `kind` (TPU core 0, GPU 0), or None to leave placement to TensorFlow (its GPU if any).
+    `kind` (TPU core 0, GPU 0), the CPU for `cpu`, or None to leave placement to TensorFlow
+    (its GPU if any).
 
     Starts the TPU system when the strategy is a TPU one: without that, TensorFlow does not
     see the TPU at all and everything would run on the host's CPU.
@@ -52,25 +54,35 @@ def sampling_device(kind: str = "auto", tpu: str = "") -> str | None:
         raise ValueError(
             f"Unknown strategy {kind!r} for sampling; use one of {SAMPLING_STRATEGIES}."
         )
+    if kind == "cpu":
+        return "/CPU:0"
     strategy = make_strategy(kind, tpu, multi_worker=False)
     if strategy is tf.distribute.get_strategy():
         return None
     return strategy.extended.worker_devices[0]
 
 
+def _tpu_attached() -> bool:
+    """A TPU on this VM: `/dev/accel*` (v2-v4) or VFIO devices (v5e and later)."""
+    return bool(glob.glob("/dev/accel*") or glob.glob("/dev/vfio/[0-9]*"))
+
+
 def _tpu_environment() -> bool:
-    return bool(os.environ.get("TPU_NAME") or os.path.exists("/dev/accel0"))
+    return bool(os.environ.get("TPU_NAME")) or _tpu_attached()
 
 
 def _worker_count() -> int:
-    config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
-    return len(config.get("cluster", {}).get("worker", []))
+    """Processes of the `TF_CONFIG` cluster that train: its chief and its workers."""
+    cluster = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}").get("cluster", {})
+    return len(cluster.get("chief", [])) + len(cluster.get("worker", []))
 
 
 def _tpu_strategy(tpu: str, required: bool):
     try:
         _check_reachable(tpu)
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or None)
+        # On a TPU VM with no TPU_NAME, the resolver needs "local" to use the VM's own TPU.
+        local = "local" if not os.environ.get("TPU_NAME") and _tpu_attached() else None
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or local)
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
     # A TPU name is looked up on the GCE metadata server: off GCE that fails with an OSError.

@@ -38,16 +38,38 @@ def is_remote(path: str) -> bool:
 
 
 def absolute(path: str) -> str:
-    """`path` made absolute when local; a remote path is already absolute."""
-    return path if scheme(path) else os.path.abspath(os.path.expanduser(path))
+    """`path` made absolute when local (`file://` dropped); a remote path is already absolute.
+
+    Raises `ValueError` for a scheme no file system is registered for (`s3://` without
+    tensorflow-io), rather than writing to a local folder named after it.
+    """
+    if is_remote(path):
+        return path
+    kind = scheme(path)
+    if kind not in _LOCAL_SCHEMES:
+        raise ValueError(
+            f"No file system is registered for {kind}:// (in {path}); TensorFlow reads "
+            f"{sorted(tf.io.gfile.get_registered_schemes())}. Install the package that adds "
+            "it (tensorflow-io for s3:// and hdfs://) or use a local path."
+        )
+    if kind == "file":
+        path = path[len("file://") :]
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def exists(path: str) -> bool:
+    """Whether `path` exists; False for a reference no file system reads (`hf://` ids)."""
+    if scheme(path) not in _LOCAL_SCHEMES and not is_remote(path):
+        return False
+    return tf.io.gfile.exists(path)
 
 
 def isdir(path: str) -> bool:
-    return tf.io.gfile.isdir(path)
+    return exists(path) and tf.io.gfile.isdir(path)
 
 
 def isfile(path: str) -> bool:
-    return tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path)
+    return exists(path) and not tf.io.gfile.isdir(path)
 
 
 def read_text(path: str) -> str:
@@ -107,9 +129,10 @@ def copy_tree(source: str, destination: str, last_file: str | None = None) -> No
 def remove_tree(path: str, first_file: str | None = None) -> None:
     """Removes `path` and everything under it; `first_file` (relative) goes first.
 
-    File by file, because not every file system implements a recursive delete.
+    File by file, because not every file system implements a recursive delete (`ram://`
+    does not); a directory that exists only as a prefix of its files (GCS) is gone with them.
     """
-    if not tf.io.gfile.exists(path):
+    if not exists(path):
         return
     if not tf.io.gfile.isdir(path):
         tf.io.gfile.remove(path)
@@ -119,7 +142,8 @@ def remove_tree(path: str, first_file: str | None = None) -> None:
     for directory, files in _walk(path, topdown=False):
         for name in files:
             tf.io.gfile.remove(os.path.join(directory, name))
-        tf.io.gfile.remove(directory)
+        with contextlib.suppress(tf.errors.NotFoundError):  # GCS: a prefix, already gone
+            tf.io.gfile.remove(directory)
 
 
 @contextlib.contextmanager

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from neo_keras import accelerators
@@ -31,7 +33,7 @@ def test_a_tpu_that_cannot_be_used_is_an_error_not_a_fallback(kind, tpu, reason)
 def test_without_an_accelerator_placement_is_left_to_tensorflow():
     assert accelerators.make_strategy("cpu") is accelerators.tf.distribute.get_strategy()
     assert accelerators.sampling_device("auto") is None
-    assert accelerators.sampling_device("cpu") is None
+    assert accelerators.sampling_device("cpu") == "/CPU:0"
 
 
 def test_sampling_has_no_multi_worker_strategy():
@@ -39,3 +41,11 @@ def test_sampling_has_no_multi_worker_strategy():
         accelerators.sampling_device("multi_worker")
     with pytest.raises(ValueError, match="Unknown strategy 'gpu'"):
         accelerators.make_strategy("gpu")
+
+
+def test_a_cluster_counts_its_chief_among_the_workers(monkeypatch):
+    cluster = {"chief": ["127.0.0.1:1"], "worker": ["127.0.0.1:2"]}
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {}}))
+    assert accelerators._worker_count() == 2
+    monkeypatch.setenv("TF_CONFIG", "")
+    assert accelerators._worker_count() == 0

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 
-import tensorflow as tf
-
 from neo_keras import checkpoints, file_io
 from neo_keras.exporting import provenance, sources, staging
 from neo_keras.models.gpt_neo import GPTNeoCausalLM, hf_convert
@@ -96,7 +94,7 @@ def _check_arguments(export_format, dtype, batch_size, max_length) -> None:
 
 
 def _refuse_replacing_source(model_path: str, output: str) -> None:
-    if not tf.io.gfile.exists(model_path):
+    if not file_io.exists(model_path):
         return  # A hub id or named size: nothing stored to protect.
     model_path, output = _canonical(model_path), _canonical(output)
     if model_path == output or model_path.startswith(output + "/"):
@@ -110,7 +108,7 @@ def _canonical(path: str) -> str:
 
 
 def _absolute_if_local(reference: str) -> str:
-    return file_io.absolute(reference) if tf.io.gfile.exists(reference) else reference
+    return file_io.absolute(reference) if file_io.exists(reference) else reference
 
 
 def end_token_id(model: GPTNeoCausalLM) -> int:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 
-import tensorflow as tf
-
 from neo_keras import file_io
 from neo_keras.checkpoints import Source, SourceError
 from neo_keras.models.gpt_neo import GPTNeoCausalLM, presets
@@ -28,7 +26,7 @@ def load_model(source: Source, dtype: str) -> GPTNeoCausalLM:
     try:
         model = GPTNeoCausalLM.from_preset(path, dtype=dtype)
     except FileNotFoundError as error:
-        if tf.io.gfile.exists(path) or not _is_hub_reference(path):
+        if file_io.exists(path) or not _is_hub_reference(path):
             raise SourceError(str(error)) from error
         raise SourceError(
             f"Cannot fetch {path} from the Hugging Face hub: {error} Download it while online "

@@ -214,7 +214,8 @@ def build_causal_lm(config: TrainConfig) -> GPTNeoCausalLM:
     if config.tokenizer:
         from neo_keras.models.gpt_neo.hf_convert import load_tokenizer
 
-        tokenizer = load_tokenizer(presets.resolve(config.tokenizer))
+        with presets.opened(config.tokenizer) as tokenizer_path:  # may be on gs://
+            tokenizer = load_tokenizer(tokenizer_path)
         overrides["vocabulary_size"] = tokenizer.vocabulary_size()
         preprocessor = GPTNeoCausalLM.preprocessor_cls(tokenizer)
     backbone = GPTNeoBackbone(
@@ -265,6 +266,12 @@ def train(config: TrainConfig) -> dict:
     steps = total_steps(config, epoch_steps)
     warn_about_run_length(config, steps, epoch_steps)
 
+    chunk = config.loss_chunk_size
+    if chunk < 0 or (chunk and sequence_length % min(chunk, sequence_length)):
+        raise ConfigurationError(
+            f"--loss_chunk_size={chunk} does not divide the sequence length "
+            f"{sequence_length} of {config.dataset}; use a divisor of it (0 turns chunking off)."
+        )
     strategy = make_strategy(config.strategy, config.tpu)
     _check_batch_sizes(config, strategy.num_replicas_in_sync)
     chief = is_chief(strategy)

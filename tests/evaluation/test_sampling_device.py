@@ -45,7 +45,7 @@ def test_sampling_runs_on_the_first_device_of_the_strategy(tmp_path):
     devices = json.loads(result.stdout.strip().splitlines()[-1])
     assert devices == {
         "mirrored": "/job:localhost/replica:0/task:0/device:CPU:0",
-        "cpu": "default",
+        "cpu": "/CPU:0",
     }
     mirrored, default = (
         (tmp_path / name / "samples.jsonl").read_text() for name in ("mirrored", "cpu")

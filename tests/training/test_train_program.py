@@ -221,6 +221,15 @@ def test_unbuilt_dataset_names_the_build_command(data_dir, tokenizer_dir, tmp_pa
         train(config)
 
 
+def test_a_loss_chunk_that_does_not_divide_the_sequence_is_refused(
+    data_dir, tokenizer_dir, tmp_path
+):
+    config = base_config(data_dir, tokenizer_dir, tmp_path, loss_chunk_size=6)
+    with pytest.raises(ConfigurationError, match="--loss_chunk_size=6 does not divide"):
+        train(config)
+    assert not (tmp_path / "run_config.json").exists()
+
+
 def test_indivisible_batch_is_refused(data_dir, tokenizer_dir, tmp_path):
     config = base_config(data_dir, tokenizer_dir, tmp_path, batch_size=6, micro_batch_size=4)
     with pytest.raises(ConfigurationError, match="multiple of --micro_batch_size=4"):
