@@ -110,7 +110,8 @@ def make_validation_dataset(name_or_builder: str | tfds.core.DatasetBuilder,
     """Every example of `split` once, in a fixed order, as `(x, y, sample_weight)` batches.
 
     The last batch is filled up with rows of zero weight, so shapes stay static and no example
-    is left out of the evaluation. `input_context` as in `make_training_dataset`.
+    is left out of the evaluation. `input_context` as in `make_training_dataset`, except
+    that the rows are taken after decoding, since the last batch is filled first.
     """
     builder = load_prepared_builder(name_or_builder, data_dir)
     files, _ = _token_split_files(builder, split)

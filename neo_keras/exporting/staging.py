@@ -16,7 +16,7 @@ class OutputExistsError(FileExistsError):
 
 def check_output_path(path: str, overwrite: bool) -> None:
     """Refuses an existing `path` unless `overwrite`; refuses a path whose parent is a file."""
-    if (file_io.isdir(path) or file_io.isfile(path) or os.path.islink(path)) and not overwrite:
+    if (file_io.exists(path) or os.path.islink(path)) and not overwrite:
         raise OutputExistsError(
             f"{path} exists; choose a new output path, or pass --overwrite to replace it."
         )

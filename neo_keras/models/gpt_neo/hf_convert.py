@@ -7,7 +7,6 @@ import os
 from collections.abc import Iterator
 
 import numpy as np
-import tensorflow as tf
 
 from neo_keras import file_io
 from neo_keras.models.gpt_neo import presets
@@ -354,7 +353,7 @@ def save_hf_checkpoint(model: GPTNeoCausalLM, path: str, dtype: str = "float32")
     The directory appears complete or not at all (see `neo_keras.file_io.staged_tree`).
     An existing `path` is an error.
     """
-    if tf.io.gfile.exists(path):
+    if file_io.exists(path):
         raise FileExistsError(f"{path} exists; choose a new path or remove it first.")
     tokenizer = model.preprocessor.tokenizer if model.preprocessor is not None else None
     end_token_id = (
