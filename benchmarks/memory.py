@@ -2,8 +2,13 @@
 
 Each variant runs in a fresh process whose TensorFlow CPU allocator keeps statistics
 (`TF_CPU_ALLOCATOR_USE_BFC`), so the peak of the XLA-compiled step is read from TensorFlow
-itself. The peer of every row is the first one: local attention on full T x T scores and the
-whole sequence's logits at once.
+itself. The allocator's figures count whole chunks: a request served from a free chunk less
+than twice its size (and under 128 MiB larger) is booked at the chunk's size, which made the
+same step read the same peak with and without a saver. Each child therefore first takes and
+frees one `--arena_gib` block, so that the step's buffers are cut from it to their own size.
+
+The peer of every row is the first one: local attention on full T x T scores and the whole
+sequence's logits at once.
 
     python benchmarks/memory.py
     python benchmarks/memory.py --size gpt_neo_tiny --sequence_length 512
@@ -30,6 +35,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--size", default="gpt_neo_125m")
     parser.add_argument("--batch_size", type=int, default=1)
     parser.add_argument("--sequence_length", type=int, default=2048)
+    parser.add_argument("--arena_gib", type=float, default=8.0,
+                        help="Block reserved before the step; above twice its peak.")
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # one measurement, in a child
     return parser.parse_args()
 
@@ -46,6 +53,8 @@ def measure(args: argparse.Namespace, variant: dict) -> dict:
     from neo_keras.models.gpt_neo.attention import GPTNeoAttention
     from neo_keras.training.lm_trainer import CausalLMTrainer
 
+    arena = tf.zeros([int(args.arena_gib * 2**30)], tf.uint8)  # see the module docstring
+    del arena
     if not variant["banded"]:
         GPTNeoAttention._banded = lambda self, length: False
     config = presets.backbone_config(args.size)
@@ -88,7 +97,8 @@ def main() -> None:
     for name in VARIANTS:
         child = subprocess.run(
             [sys.executable, __file__, f"--size={args.size}", f"--batch_size={args.batch_size}",
-             f"--sequence_length={args.sequence_length}", f"--variant={name}"],
+             f"--sequence_length={args.sequence_length}", f"--arena_gib={args.arena_gib}",
+             f"--variant={name}"],
             capture_output=True, text=True, env=environment, check=True,
         )
         figures = json.loads(child.stdout.strip().splitlines()[-1])
