@@ -36,7 +36,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch_size", type=int, default=1)
     parser.add_argument("--sequence_length", type=int, default=2048)
     parser.add_argument("--arena_gib", type=float, default=8.0,
-                        help="Block reserved before the step; above twice its peak.")
+                        help="Block freed before the step: over twice its largest buffer.")
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # one measurement, in a child
     return parser.parse_args()
 
@@ -96,9 +96,7 @@ def main() -> None:
     first = None
     for name in VARIANTS:
         child = subprocess.run(
-            [sys.executable, __file__, f"--size={args.size}", f"--batch_size={args.batch_size}",
-             f"--sequence_length={args.sequence_length}", f"--arena_gib={args.arena_gib}",
-             f"--variant={name}"],
+            [sys.executable, __file__, *sys.argv[1:], f"--variant={name}"],
             capture_output=True, text=True, env=environment, check=True,
         )
         figures = json.loads(child.stdout.strip().splitlines()[-1])
