@@ -1,11 +1,9 @@
-"""Peak memory of one train step, with and without the memory savers, in one run.
+"""Peak memory of one train step, with and without the memory savers, beside the plan.
 
 Each variant runs in a fresh process whose TensorFlow CPU allocator keeps statistics
 (`TF_CPU_ALLOCATOR_USE_BFC`), so the peak of the XLA-compiled step is read from TensorFlow
-itself. The allocator's figures count whole chunks: a request served from a free chunk less
-than twice its size (and under 128 MiB larger) is booked at the chunk's size, which made the
-same step read the same peak with and without a saver. Each child therefore first takes and
-frees one `--arena_gib` block, so that the step's buffers are cut from it to their own size.
+itself (`neo_keras.training.step_memory`, which explains the `--arena_gib` block each child
+takes first). The plan column is `neo_keras.training.memory_plan`'s figure for the same step.
 
 The peer of every row is the first one: local attention on full T x T scores and the whole
 sequence's logits at once.
@@ -42,47 +40,55 @@ def parse_args() -> argparse.Namespace:
 
 
 def measure(args: argparse.Namespace, variant: dict) -> dict:
-    """One train step of `variant` in this process; peak and resident bytes from the allocator."""
+    """One train step of `variant` in this process, from the allocator's counts."""
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     import keras
-    import numpy as np
-    import tensorflow as tf
 
     from neo_keras import GPTNeoBackbone, GPTNeoCausalLM
     from neo_keras.models.gpt_neo import presets
     from neo_keras.models.gpt_neo.attention import GPTNeoAttention
+    from neo_keras.training import step_memory
     from neo_keras.training.lm_trainer import CausalLMTrainer
 
-    arena = tf.zeros([int(args.arena_gib * 2**30)], tf.uint8)  # see the module docstring
-    del arena
+    step_memory.reserve_arena(args.arena_gib)
     if not variant["banded"]:
         GPTNeoAttention._banded = lambda self, length: False
     config = presets.backbone_config(args.size)
-    if variant.get("remat"):
-        blocks = [f"transformer_layer_{i}" for i in range(config["num_layers"])]
-        with keras.RematScope(mode="list_of_layers", layer_names=blocks):
+
+    def build_trainer():
+        if variant.get("remat"):
+            blocks = [f"transformer_layer_{i}" for i in range(config["num_layers"])]
+            with keras.RematScope(mode="list_of_layers", layer_names=blocks):
+                causal_lm = GPTNeoCausalLM(GPTNeoBackbone(**config))
+        else:
             causal_lm = GPTNeoCausalLM(GPTNeoBackbone(**config))
-    else:
-        causal_lm = GPTNeoCausalLM(GPTNeoBackbone(**config))
-    trainer = CausalLMTrainer(
-        causal_lm, clip_norm=1.0, xla=True, loss_chunk_size=variant["loss_chunk_size"] or None
-    )
-    optimizer = keras.optimizers.AdamW(learning_rate=1e-5)
-    optimizer.build(causal_lm.trainable_variables)
-    trainer.compile(optimizer=optimizer)
-    rng = np.random.default_rng(0)
-    shape = (args.batch_size, args.sequence_length)
-    token_ids = rng.integers(0, config["vocabulary_size"], shape).astype("int32")
-    x = {"token_ids": token_ids, "padding_mask": np.ones_like(token_ids)}
-    batch = (x, np.roll(token_ids, -1, axis=1), np.ones(shape, "float32"))
-    iterator = iter(tf.data.Dataset.from_tensors(batch).repeat())
-    trainer.make_train_function()
-    float(trainer.train_function(iterator)["loss"])  # compile, and allocate optimizer state
-    resident = tf.config.experimental.get_memory_info("CPU:0")["current"]
-    tf.config.experimental.reset_memory_stats("CPU:0")
-    float(trainer.train_function(iterator)["loss"])
-    peak = tf.config.experimental.get_memory_info("CPU:0")["peak"]
-    return {"resident": resident, "peak": peak}
+        trainer = CausalLMTrainer(
+            causal_lm, clip_norm=1.0, xla=True, loss_chunk_size=variant["loss_chunk_size"] or None
+        )
+        optimizer = keras.optimizers.AdamW(learning_rate=1e-5)
+        optimizer.build(causal_lm.trainable_variables)
+        trainer.compile(optimizer=optimizer)
+        return trainer
+
+    measured = step_memory.measure_train_step(build_trainer, args.batch_size, args.sequence_length)
+    return {"resident": measured.resident, "peak": measured.peak}
+
+
+def plan(args: argparse.Namespace, variant: dict) -> int:
+    from neo_keras.models.gpt_neo import presets
+    from neo_keras.training.memory_plan import plan_memory
+
+    config = presets.backbone_config(args.size)
+    if not variant["banded"]:  # local layers then score every key, as global ones do
+        config["window_size"] = args.sequence_length
+    return plan_memory(
+        config,
+        micro_batch_size=args.batch_size,
+        sequence_length=args.sequence_length,
+        accumulate=False,
+        remat=variant.get("remat", False),
+        loss_chunk_size=variant["loss_chunk_size"],
+    ).peak
 
 
 def main() -> None:
@@ -92,7 +98,8 @@ def main() -> None:
         return
     environment = {**os.environ, "TF_CPU_ALLOCATOR_USE_BFC": "true", "TF_CPP_MIN_LOG_LEVEL": "2"}
     print(f"{args.size}, batch {args.batch_size} x {args.sequence_length}, float32, AdamW")
-    print(f"{'variant':40}{'resident GiB':>14}{'step peak GiB':>15}{'ratio':>8}")
+    print(f"{'variant':40}{'resident GiB':>14}{'step peak GiB':>15}{'ratio':>8}"
+          f"{'plan GiB':>10}{'plan/peak':>11}")
     first = None
     for name in VARIANTS:
         child = subprocess.run(
@@ -101,9 +108,12 @@ def main() -> None:
         )
         figures = json.loads(child.stdout.strip().splitlines()[-1])
         first = first or figures["peak"]
+        planned = plan(args, VARIANTS[name])
         print(f"{name:40}{figures['resident'] / 2**30:14.2f}{figures['peak'] / 2**30:15.2f}"
-              f"{figures['peak'] / first:7.2f}x")
-    print("resident: weights and optimizer state between steps; ratio: over the first row.")
+              f"{figures['peak'] / first:7.2f}x{planned / 2**30:10.2f}"
+              f"{planned / figures['peak']:10.2f}x")
+    print("resident: weights and optimizer state between steps; ratio: over the first row;")
+    print("plan: neo_keras.training.memory_plan's step peak for the same step.")
 
 
 if __name__ == "__main__":

@@ -48,6 +48,8 @@ _HELP = {
     "remat": "Recompute activations in the backward pass to save memory.",
     "loss_chunk_size": "LM head and loss over this many positions at a time (0: all at once): "
     "one chunk's logits in memory instead of the sequence's.",
+    "accelerator": "Hardware the run is sized for, as a TPU type (v3-8, v4-32) or GPUs "
+    "(8xa100-80gb): the step's memory plan is checked against one of its replicas.",
     "strategy": "auto, tpu, mirrored, multi_worker or cpu.",
     "tpu": "TPU name or grpc:// address; one that cannot be reached is an error.",
     "steps_per_execution": "Train steps per compiled call.",

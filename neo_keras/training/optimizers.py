@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+from keras import ops
 
 # AdamW's decay skips biases, LayerNorm parameters and embeddings (matched on variable names).
 NO_DECAY_NAMES = ["bias", "gamma", "beta", "embeddings"]
@@ -32,9 +33,87 @@ def make_optimizer(
         optimizer.exclude_from_weight_decay(var_names=NO_DECAY_NAMES)
         return optimizer
     if name == "adafactor":
-        optimizer = keras.optimizers.Adafactor(
-            learning_rate=learning_rate, weight_decay=weight_decay
-        )
+        optimizer = FactoredAdafactor(learning_rate=learning_rate, weight_decay=weight_decay)
         optimizer.exclude_from_weight_decay(var_names=NO_DECAY_NAMES)
         return optimizer
     raise ValueError(f"Unknown optimizer {name!r}; use 'adamw' or 'adafactor'.")
+
+
+class FactoredAdafactor(keras.optimizers.Adafactor):
+    """Keras' Adafactor, holding only the factors of each matrix's second moment.
+
+    Keras 3 keeps, beside a matrix's row and column factors, a full-size velocity that every
+    step overwrites with their product: as much memory as the weights themselves (5 GiB for
+    GPT-Neo 1.3B) for a value the factors already hold. Here the product is formed inside the
+    update and not kept. Vectors keep their full second moment, as in Keras, and every update
+    equals Keras' own.
+    """
+
+    def build(self, var_list):
+        if self.built:
+            return
+        keras.optimizers.Optimizer.build(self, var_list)
+        self._r, self._c, self._v = [], [], []
+        for variable in var_list:
+            if self._overwrite_variable_with_gradient(variable):
+                self._r.append(None)
+                self._c.append(None)
+                self._v.append(None)
+            elif len(variable.shape) < 2:
+                self._r.append(None)
+                self._c.append(None)
+                self._v.append(
+                    self.add_variable_from_reference(variable, name="velocity")
+                )
+            else:
+                row_shape = variable.shape[:-1]
+                column_shape = variable.shape[:-2] + variable.shape[-1:]
+                for factors, shape in ((self._r, row_shape), (self._c, column_shape)):
+                    factors.append(
+                        self.add_variable(shape, dtype=variable.dtype, name=variable.name)
+                    )
+                self._v.append(None)
+
+    def update_step(self, gradient, variable, learning_rate):
+        index = self._get_variable_index(variable)
+        rows, columns = self._r[index], self._c[index]
+        if rows is None:
+            self._update_vector(gradient, variable, learning_rate)
+            return
+        dtype = variable.dtype
+        gradient = ops.cast(gradient, dtype)
+        step = ops.cast(self.iterations + 1, dtype)
+        decay = 1 - ops.power(step, self.beta_2_decay)
+        squared = ops.square(gradient) + self.epsilon_1
+        self.assign(rows, decay * rows + (1 - decay) * ops.mean(squared, axis=-1))
+        self.assign(columns, decay * columns + (1 - decay) * ops.mean(squared, axis=-2))
+        row_share = rows / ops.mean(rows, axis=-1, keepdims=True)
+        second_moment = ops.expand_dims(row_share, -1) * ops.expand_dims(columns, -2)
+        self._apply_update(gradient / ops.sqrt(second_moment), variable, learning_rate)
+
+    def _update_vector(self, gradient, variable, learning_rate):
+        dtype = variable.dtype
+        gradient = ops.cast(gradient, dtype)
+        step = ops.cast(self.iterations + 1, dtype)
+        decay = 1 - ops.power(step, self.beta_2_decay)
+        velocity = self._v[self._get_variable_index(variable)]
+        squared = ops.square(gradient) + self.epsilon_1
+        self.assign(velocity, decay * velocity + (1 - decay) * squared)
+        self._apply_update(gradient / ops.sqrt(velocity), variable, learning_rate)
+
+    def _apply_update(self, update, variable, learning_rate):
+        """The step along `update`, clipped to an RMS of `clip_threshold` and scaled by the
+        variable's own RMS, as Keras' Adafactor steps."""
+        dtype = variable.dtype
+        step = ops.cast(self.iterations + 1, dtype)
+        learning_rate = ops.cast(learning_rate, dtype)
+        if not callable(self._learning_rate) and self.relative_step:
+            learning_rate = ops.minimum(learning_rate, 1 / ops.sqrt(step))
+        relative_rate = ops.minimum(learning_rate, 1 / ops.sqrt(step))
+        scale = ops.maximum(ops.cast(self.epsilon_2, dtype), _rms(variable)) * relative_rate
+        update = update / ops.maximum(1.0, _rms(update) / self.clip_threshold)
+        self.assign_sub(variable, scale * update)
+
+
+def _rms(x):
+    return ops.sqrt(ops.mean(ops.square(x)))

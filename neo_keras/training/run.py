@@ -18,6 +18,7 @@ from neo_keras.accelerators import distribute, is_chief, is_tpu, make_strategy
 from neo_keras.models.gpt_neo import GPTNeoBackbone, GPTNeoCausalLM, presets
 from neo_keras.training import callbacks as run_callbacks
 from neo_keras.training.lm_trainer import CausalLMTrainer
+from neo_keras.training.memory_plan import SAFE_SHARE, MemoryPlan, accelerator, plan_memory
 from neo_keras.training.optimizers import make_optimizer
 from neo_keras.training.schedules import WarmupCosine, WarmupLinear
 
@@ -60,6 +61,7 @@ class TrainConfig:
     mixed_precision: str = "float32"
     remat: bool = False
     loss_chunk_size: int = 0
+    accelerator: str = ""
     strategy: str = "auto"
     tpu: str = ""
     steps_per_execution: int = 1
@@ -76,6 +78,7 @@ class TrainConfig:
 OPERATIONAL_FIELDS = {
     "remat",
     "loss_chunk_size",
+    "accelerator",
     "data_dir",
     "train_steps",
     "epochs",
@@ -224,6 +227,82 @@ def build_causal_lm(config: TrainConfig) -> GPTNeoCausalLM:
     return GPTNeoCausalLM(backbone, preprocessor=preprocessor)
 
 
+def build_trainer(config: TrainConfig, steps: int) -> CausalLMTrainer:
+    """The model, its optimizer and the train step of a `steps`-step run, compiled (in the
+    caller's strategy scope)."""
+    if config.remat:
+        # Recompute each transformer block in the backward pass; keep its output only.
+        blocks = [f"transformer_layer_{i}" for i in range(_MAX_LAYERS)]
+        with keras.RematScope(mode="list_of_layers", layer_names=blocks):
+            causal_lm = build_causal_lm(config)
+    else:
+        causal_lm = build_causal_lm(config)
+    optimizer = make_optimizer(
+        config.optimizer,
+        make_schedule(config, steps),
+        weight_decay=config.weight_decay,
+        beta_1=config.beta_1,
+        beta_2=config.beta_2,
+        epsilon=config.epsilon,
+    )
+    optimizer.build(causal_lm.trainable_variables)
+    trainer = CausalLMTrainer(
+        causal_lm,
+        micro_batch_size=config.micro_batch_size,
+        clip_norm=config.clip_norm or None,
+        xla=config.jit_compile,
+        loss_chunk_size=config.loss_chunk_size or None,
+    )
+    trainer.compile(optimizer=optimizer, steps_per_execution=config.steps_per_execution)
+    return trainer
+
+
+def memory_plan_of(
+    config: TrainConfig, backbone_config: dict, sequence_length: int, replicas: int
+) -> MemoryPlan:
+    """The memory plan of one replica's step of this run."""
+    per_replica = config.batch_size // replicas
+    micro_batch = min(config.micro_batch_size or per_replica, per_replica)
+    return plan_memory(
+        backbone_config,
+        micro_batch_size=micro_batch,
+        sequence_length=sequence_length,
+        accumulate=micro_batch < per_replica,
+        optimizer=config.optimizer,
+        mixed_precision=config.mixed_precision,
+        remat=config.remat,
+        loss_chunk_size=config.loss_chunk_size,
+    )
+
+
+def describe_memory_plan(
+    config: TrainConfig, plan: MemoryPlan, replicas: int
+) -> tuple[str, list[str]]:
+    """The plan as a table, against a replica of `config.accelerator` when one is named, and
+    the warnings it calls for: the step may not fit, or the run has another replica count."""
+    if not config.accelerator:
+        return f"Memory plan of one replica's step:\n{plan.table()}", []
+    hardware = accelerator(config.accelerator)
+    text = (
+        f"Memory plan of one replica's step on {hardware.describe()}:\n"
+        f"{plan.table(hardware.replica_bytes)}"
+    )
+    warnings = []
+    if replicas != hardware.replicas:
+        warnings.append(
+            f"--accelerator={config.accelerator} has {hardware.replicas} replicas but this run "
+            f"has {replicas}: the plan is for {replicas}."
+        )
+    if not plan.fits(hardware.replica_bytes):
+        warnings.append(
+            f"The step may not fit: its plan ({plan.peak / 2**30:.1f} GiB) is over "
+            f"{SAFE_SHARE:.0%} of a {config.accelerator} replica's "
+            f"{hardware.replica_bytes / 2**30:.0f} GiB. Lower --micro_batch_size, or turn on "
+            "--remat or --loss_chunk_size."
+        )
+    return text, warnings
+
+
 def flops_per_token(backbone: GPTNeoBackbone, sequence_length: int) -> float:
     """Training FLOPs per token: 6 per parameter used in a matmul plus attention scores."""
     positions = backbone.max_sequence_length * backbone.hidden_dim
@@ -258,6 +337,11 @@ def train(config: TrainConfig) -> dict:
     from neo_keras.data import pipeline
 
     resuming = check_output_dir(config)
+    if config.accelerator:
+        try:
+            accelerator(config.accelerator)
+        except ValueError as error:
+            raise ConfigurationError(f"--accelerator: {error}") from None
     if config.eval_every < 1 or config.save_every < 1:
         raise ConfigurationError("--eval_every and --save_every must be positive.")
     builder = pipeline.load_prepared_builder(config.dataset, data_dir=config.data_dir)
@@ -272,6 +356,13 @@ def train(config: TrainConfig) -> dict:
             f"--loss_chunk_size={chunk} does not divide the sequence length "
             f"{sequence_length} of {config.dataset}; use a divisor of it (0 turns chunking off)."
         )
+    if chunk >= sequence_length:
+        logging.warning(
+            "--loss_chunk_size=%d is not shorter than the sequences (%d): one chunk saves no "
+            "memory and its gradient's buffers add some; use a smaller divisor or 0.",
+            chunk,
+            sequence_length,
+        )
     strategy = make_strategy(config.strategy, config.tpu)
     _check_batch_sizes(config, strategy.num_replicas_in_sync)
     chief = is_chief(strategy)
@@ -280,30 +371,14 @@ def train(config: TrainConfig) -> dict:
     keras.utils.set_random_seed(config.seed)
 
     with strategy.scope():
-        if config.remat:
-            # Recompute each transformer block in the backward pass; keep its output only.
-            blocks = [f"transformer_layer_{i}" for i in range(_MAX_LAYERS)]
-            with keras.RematScope(mode="list_of_layers", layer_names=blocks):
-                causal_lm = build_causal_lm(config)
-        else:
-            causal_lm = build_causal_lm(config)
-        optimizer = make_optimizer(
-            config.optimizer,
-            make_schedule(config, steps),
-            weight_decay=config.weight_decay,
-            beta_1=config.beta_1,
-            beta_2=config.beta_2,
-            epsilon=config.epsilon,
-        )
-        optimizer.build(causal_lm.trainable_variables)
-        trainer = CausalLMTrainer(
-            causal_lm,
-            micro_batch_size=config.micro_batch_size,
-            clip_norm=config.clip_norm or None,
-            xla=config.jit_compile,
-            loss_chunk_size=config.loss_chunk_size or None,
-        )
-        trainer.compile(optimizer=optimizer, steps_per_execution=config.steps_per_execution)
+        trainer = build_trainer(config, steps)
+    causal_lm, optimizer = trainer.causal_lm, trainer.optimizer
+    replicas = strategy.num_replicas_in_sync
+    plan = memory_plan_of(config, causal_lm.backbone.get_config(), sequence_length, replicas)
+    plan_text, plan_warnings = describe_memory_plan(config, plan, replicas)
+    logging.info("%s", plan_text)
+    for warning in plan_warnings:
+        logging.warning("%s", warning)
 
     checkpoints_dir = os.path.join(config.output_dir, "checkpoints")
     resume = run_callbacks.ResumeCheckpoint(

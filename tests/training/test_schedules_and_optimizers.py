@@ -1,4 +1,5 @@
-"""Learning-rate schedules against their formulas, and where AdamW's weight decay applies."""
+"""Learning-rate schedules against their formulas, where weight decay applies, and Adafactor
+against Keras' own."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from neo_keras import GPTNeoBackbone, GPTNeoCausalLM
-from neo_keras.training.optimizers import make_optimizer
+from neo_keras.training.optimizers import FactoredAdafactor, make_optimizer
 from neo_keras.training.schedules import WarmupCosine, WarmupLinear
 
 
@@ -77,3 +78,42 @@ def test_weight_decay_spares_biases_layer_norms_and_embeddings(name):
         decayed = not np.allclose(variable.numpy(), 1.0)
         spared = any(part in variable.path for part in ("bias", "gamma", "beta", "embeddings"))
         assert decayed != spared, variable.path
+
+
+def adafactor_run(optimizer, steps: int = 4) -> tuple[list[np.ndarray], int]:
+    """Weights after `steps` updates of a matrix, a rank-3 tensor and a vector; slot values."""
+    rng = np.random.default_rng(0)
+    variables = [keras.Variable(rng.normal(size=s).astype("float32")) for s in SHAPES]
+    optimizer.build(variables)
+    for step in range(steps):
+        gradients = [
+            np.random.default_rng(step).normal(size=v.shape).astype("float32") for v in variables
+        ]
+        optimizer.apply_gradients(zip(gradients, variables, strict=True))
+    own = ("iteration", "learning_rate")
+    slots = sum(int(np.size(v.numpy())) for v in optimizer.variables if v.name not in own)
+    return [v.numpy() for v in variables], slots
+
+
+SHAPES = [(6, 5), (3, 4, 2), (5,)]
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"learning_rate": 0.01},
+        {"learning_rate": 0.01, "weight_decay": 0.1, "clip_threshold": 0.5},
+        {"learning_rate": keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.5)},
+    ],
+    ids=["constant", "decay_and_clipping", "schedule"],
+)
+def test_factored_adafactor_updates_as_keras_does_without_full_size_moments(settings):
+    expected, keras_slots = adafactor_run(keras.optimizers.Adafactor(**settings))
+    updated, factored_slots = adafactor_run(FactoredAdafactor(**settings))
+    for a, b in zip(expected, updated, strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-7)
+    factors, vector = (6 + 5) + (3 * 4 + 3 * 2), 5
+    assert factored_slots == factors + vector
+    # Keras keeps a full-size velocity beside every matrix's factors (and two placeholder
+    # scalars beside the vector's velocity).
+    assert keras_slots == factored_slots + 6 * 5 + 3 * 4 * 2 + 2

@@ -155,6 +155,25 @@ def test_every_run_writes_to_its_own_output_dir_and_gives_one_run_length(monkeyp
         assert bool(config.train_steps) != bool(config.epochs), name
 
 
+def test_every_accelerator_run_fits_the_hardware_it_names(monkeypatch):
+    from neo_keras.memory_plan import builder_sequence_length
+    from neo_keras.models.gpt_neo import presets
+    from neo_keras.training.memory_plan import accelerator
+    from neo_keras.training.run import memory_plan_of
+
+    monkeypatch.chdir(REPO)
+    for name in FLAGFILES:
+        config = resolved_flagfile(name)
+        if name == "demo.flags":  # a laptop's CPU
+            assert not config.accelerator
+            continue
+        hardware = accelerator(config.accelerator)
+        length = builder_sequence_length(config.dataset)
+        size = config.model_size if config.init == "scratch" else config.init
+        plan = memory_plan_of(config, presets.backbone_config(size), length, hardware.replicas)
+        assert plan.fits(hardware.replica_bytes), (name, plan.table(hardware.replica_bytes))
+
+
 def test_small_datasets_are_trained_for_epochs_and_warmup_fits_the_run(monkeypatch):
     monkeypatch.chdir(REPO)
     for name in ("code_search_net_all.flags", "code_search_net_python.flags", "scratch.flags"):
@@ -179,7 +198,7 @@ def test_a_run_of_many_epochs_or_all_warmup_is_warned_about(caplog):
     assert not caplog.records
 
 
-def test_loss_falls_and_artefacts_are_written(data_dir, tokenizer_dir, tmp_path):
+def test_loss_falls_and_artefacts_are_written(data_dir, tokenizer_dir, tmp_path, caplog):
     config = base_config(
         data_dir,
         tokenizer_dir,
@@ -191,8 +210,10 @@ def test_loss_falls_and_artefacts_are_written(data_dir, tokenizer_dir, tmp_path)
         schedule="constant",
         micro_batch_size=None,
     )
-    final = train(config)
+    with caplog.at_level("INFO", logger="absl"):
+        final = train(config)
     assert final["step"] == 60
+    assert any("Memory plan of one replica's step" in r.getMessage() for r in caplog.records)
     checkpoints = tmp_path / "checkpoints"
     best = GPTNeoCausalLM.from_preset(str(checkpoints / "best"))
     assert best.preprocessor is not None  # the tokenizer travels with the model
@@ -213,6 +234,15 @@ def test_output_dir_of_another_run_is_refused(data_dir, tokenizer_dir, tmp_path)
     other = base_config(data_dir, tokenizer_dir, tmp_path, learning_rate=1.0)
     with pytest.raises(ConfigurationError, match="--learning_rate was 5e-05, now 1.0"):
         train(other)
+
+
+def test_an_unknown_accelerator_is_refused_before_anything_is_written(
+    data_dir, tokenizer_dir, tmp_path
+):
+    config = base_config(data_dir, tokenizer_dir, tmp_path, accelerator="v9-8")
+    with pytest.raises(ConfigurationError, match="--accelerator: Unknown accelerator 'v9-8'"):
+        train(config)
+    assert not (tmp_path / "run_config.json").exists()
 
 
 def test_unbuilt_dataset_names_the_build_command(data_dir, tokenizer_dir, tmp_path):

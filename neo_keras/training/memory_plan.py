@@ -1,0 +1,298 @@
+"""How much accelerator memory one train step takes, worked out before anything is built.
+
+A step's memory is what stays between steps (the weights and the optimizer's state) plus,
+for the step itself, the gradient accumulator and the largest of three moments:
+
+- the end of the forward pass: the activations the backward pass needs, and the LM head's
+  logits with the loss over them;
+- the backward pass of a block's attention: the activations of the blocks before it (with
+  `--remat`, their inputs and this block recomputed), its softmax's gradient beside its
+  scores, and the gradients of the blocks after it;
+- the end of the backward pass: every gradient at once.
+
+The terms follow XLA's buffer assignment of this project's step (read from
+`XLA_FLAGS=--xla_dump_to`), and the float32 plan is checked against the peak that
+TensorFlow's allocator measures on the CPU (`tests/training/test_memory_plan.py`). Bfloat16
+plans size each tensor by its dtype; XLA on the CPU computes bfloat16 in float32, so those
+cannot be checked there. Dropout masks are not counted (the fine-tuning recipes use none).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from neo_keras.models.gpt_neo.backbone import alternating_attention_types, expand_attention_types
+
+GIB = 2**30
+_FLOAT32 = 4
+_COMPUTE_BYTES = {"float32": 4, "bfloat16": 2}
+# Above this share of an accelerator's memory a plan may not fit: the plan is an estimate
+# (within 15% on the CPU) and the runtime keeps some memory for itself.
+SAFE_SHARE = 0.9
+
+
+@dataclasses.dataclass(frozen=True)
+class Accelerator:
+    """One kind of accelerator: how many replicas it runs and the memory of each."""
+
+    name: str
+    replicas: int
+    replica_bytes: int
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.replicas} x {self.replica_bytes / GIB:.0f} GiB)"
+
+
+# Memory per replica as TensorFlow places them: a TPU v2/v3 core is one replica; v4 and v5p
+# chips join their two cores into one device; v5e and v6e chips have one core.
+_TPU_GENERATIONS = {  # name: (replicas per unit of the type's count, GiB per replica)
+    "v2": (1, 8),
+    "v3": (1, 16),
+    "v4": (0.5, 32),
+    "v5p": (0.5, 95),
+    "v5litepod": (1, 16),
+    "v6e": (1, 32),
+}
+_GPUS = {"v100-16gb": 16, "a100-40gb": 40, "a100-80gb": 80, "h100-80gb": 80, "h200-141gb": 141}
+
+
+def accelerator(name: str) -> Accelerator:
+    """An accelerator by its Cloud TPU type (`v3-8`, `v4-32`, `v5litepod-16`) or as GPUs
+    (`8xa100-80gb`, `h100-80gb`)."""
+    generation, _, count = name.rpartition("-")
+    if generation in _TPU_GENERATIONS and count.isdigit():
+        per_unit, gib = _TPU_GENERATIONS[generation]
+        return Accelerator(name, max(1, int(int(count) * per_unit)), gib * GIB)
+    count, _, gpu = name.rpartition("x") if "x" in name.split("-")[0] else ("1", "", name)
+    if gpu in _GPUS and count.isdigit() and int(count) > 0:
+        return Accelerator(name, int(count), _GPUS[gpu] * GIB)
+    tpus = ", ".join(f"{g}-N" for g in _TPU_GENERATIONS)
+    gpus = ", ".join(f"[Nx]{g}" for g in _GPUS)
+    raise ValueError(f"Unknown accelerator {name!r}; use a TPU type ({tpus}) or GPUs ({gpus}).")
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryPlan:
+    """Bytes of one replica's train step, by what holds them, and what is live at the three
+    moments that may be the step's peak. The step needs the largest moment on top of the
+    weights, the optimizer's state and the gradient accumulator."""
+
+    weights: int
+    optimizer: int
+    accumulators: int
+    gradients: int
+    activations: int
+    logits: int
+    attention_backward: int  # live while a block's attention is differentiated
+
+    @property
+    def resident(self) -> int:
+        """Bytes held between steps."""
+        return self.weights + self.optimizer
+
+    def moments(self) -> dict[str, int]:
+        return {
+            "end of the forward pass": self.activations + self.logits,
+            "backward pass of attention": self.attention_backward,
+            "end of the backward pass": self.gradients,
+        }
+
+    @property
+    def peak_moment(self) -> str:
+        moments = self.moments()
+        return max(moments, key=moments.get)
+
+    @property
+    def peak(self) -> int:
+        """Bytes at the step's peak."""
+        return self.resident + self.accumulators + max(self.moments().values())
+
+    def table(self, capacity: int | None = None) -> str:
+        rows = [
+            ("weights", self.weights),
+            ("optimizer state", self.optimizer),
+            ("gradient accumulator", self.accumulators),
+            ("gradients", self.gradients),
+            ("activations", self.activations),
+            ("logits and loss", self.logits),
+        ]
+        rows += [(f"live: {moment}", size) for moment, size in self.moments().items()]
+        lines = [f"  {name:38}{size / GIB:8.2f} GiB" for name, size in rows]
+        lines.append(f"  {'step peak':38}{self.peak / GIB:8.2f} GiB  ({self.peak_moment})")
+        if capacity:
+            lines.append(f"  {'share of the replica':38}{self.peak / capacity:8.0%}")
+        return "\n".join(lines)
+
+    def fits(self, capacity: int) -> bool:
+        return self.peak <= SAFE_SHARE * capacity
+
+
+def block_parameter_count(backbone_config: dict) -> int:
+    """Weights of one transformer block."""
+    hidden = backbone_config["hidden_dim"]
+    intermediate = backbone_config.get("intermediate_dim") or 4 * hidden
+    attention = 4 * hidden * hidden + hidden  # q, k, v without bias; the output with one
+    mlp = 2 * hidden * intermediate + intermediate + hidden
+    layer_norms = 2 * 2 * hidden
+    return attention + mlp + layer_norms
+
+
+def parameter_count(backbone_config: dict) -> int:
+    """Weights of a GPT-Neo backbone of this configuration (the LM head is tied)."""
+    hidden = backbone_config["hidden_dim"]
+    positions = backbone_config["vocabulary_size"] + backbone_config["max_sequence_length"]
+    blocks = backbone_config["num_layers"] * block_parameter_count(backbone_config)
+    return positions * hidden + blocks + 2 * hidden  # embeddings, blocks, final LayerNorm
+
+
+def optimizer_state_count(backbone_config: dict, optimizer: str) -> int:
+    """Optimizer slots, in values: AdamW's two moments, or Adafactor's factored second moment
+    (a row and a column per matrix, a full copy of each vector)."""
+    parameters = parameter_count(backbone_config)
+    if optimizer == "adamw":
+        return 2 * parameters
+    if optimizer != "adafactor":
+        raise ValueError(f"Unknown optimizer {optimizer!r}; use 'adamw' or 'adafactor'.")
+    vocabulary, hidden = backbone_config["vocabulary_size"], backbone_config["hidden_dim"]
+    intermediate = backbone_config.get("intermediate_dim") or 4 * hidden
+    matrices = [(vocabulary, hidden), (backbone_config["max_sequence_length"], hidden)]
+    matrices += backbone_config["num_layers"] * (
+        4 * [(hidden, hidden)] + [(hidden, intermediate), (intermediate, hidden)]
+    )
+    factored = sum(rows + columns for rows, columns in matrices)
+    vectors = parameters - sum(rows * columns for rows, columns in matrices)
+    return factored + vectors
+
+
+@dataclasses.dataclass(frozen=True)
+class _BlockActivations:
+    """Bytes one block keeps for its backward pass."""
+
+    attention: int  # residual, LayerNorm output, q, k, v and the context
+    mlp: int  # the second residual and LayerNorm output, the MLP's matmul, tanh and gelu product
+    scores: int  # the softmax's probabilities
+
+    @property
+    def total(self) -> int:
+        return self.attention + self.mlp + self.scores
+
+
+def _block_activations(
+    attention_type: str, batch: int, length: int, config: dict, compute: int
+) -> _BlockActivations:
+    hidden, heads = config["hidden_dim"], config["num_heads"]
+    intermediate = config.get("intermediate_dim") or 4 * hidden
+    window = config["window_size"]
+    positions = batch * length
+    if attention_type == "local" and length > window:
+        # Each block of W queries scores its own and the previous block of keys, so k and v
+        # are kept in 2W-wide blocks: twice their size.
+        blocks = -(-length // window)
+        score_elements = batch * heads * blocks * window * 2 * window
+        attention_tensors = 8
+    else:
+        score_elements = batch * heads * length * length
+        attention_tensors = 6
+    # Softmax runs in float32; under bfloat16 its probabilities are also cast for the matmul.
+    score_bytes = _FLOAT32 + (compute if compute != _FLOAT32 else 0)
+    return _BlockActivations(
+        attention=compute * positions * attention_tensors * hidden,
+        mlp=compute * positions * (2 * hidden + 3 * intermediate),
+        scores=score_elements * score_bytes,
+    )
+
+
+def plan_memory(
+    backbone_config: dict,
+    *,
+    micro_batch_size: int,
+    sequence_length: int,
+    accumulate: bool,
+    optimizer: str = "adamw",
+    mixed_precision: str = "float32",
+    remat: bool = False,
+    loss_chunk_size: int = 0,
+) -> MemoryPlan:
+    """The memory plan of one replica's train step.
+
+    Args:
+        backbone_config: `GPTNeoBackbone` arguments (`presets.backbone_config(...)`).
+        micro_batch_size: sequences in one forward/backward pass on the replica.
+        sequence_length: tokens per sequence.
+        accumulate: whether several micro-batches make the replica's batch (an accumulator
+            then holds their summed gradient).
+        optimizer: `"adamw"` or `"adafactor"`.
+        mixed_precision: `"float32"` or `"bfloat16"` (float32 weights, bfloat16 compute).
+        remat: whether blocks are recomputed in the backward pass.
+        loss_chunk_size: positions per chunk of the LM head and loss; 0 for all at once.
+    """
+    if mixed_precision not in _COMPUTE_BYTES:
+        raise ValueError(f"Unknown mixed precision {mixed_precision!r}; use float32|bfloat16.")
+    compute = _COMPUTE_BYTES[mixed_precision]
+    parameters = parameter_count(backbone_config)
+    vocabulary, hidden = backbone_config["vocabulary_size"], backbone_config["hidden_dim"]
+    batch, length = micro_batch_size, sequence_length
+    hidden_state = batch * length * hidden * compute
+    # The tied embedding's gradient arrives in two parts, from the head and from the lookup.
+    embedding_gradient = vocabulary * hidden * _FLOAT32
+
+    attention_types = expand_attention_types(
+        backbone_config.get("attention_types")
+        or alternating_attention_types(backbone_config["num_layers"]),
+        backbone_config["num_layers"],
+    )
+    blocks = [
+        _block_activations(kind, batch, length, backbone_config, compute)
+        for kind in attention_types
+    ]
+    # Beside the blocks: the embeddings' sum and the final LayerNorm's output.
+    outside_blocks = 2 * hidden_state
+    if remat:
+        # Every block's input is kept, and in the backward pass each block is recomputed.
+        activations = len(blocks) * hidden_state + outside_blocks
+    else:
+        activations = sum(b.total for b in blocks) + outside_blocks
+
+    def attention_backward_of(index: int) -> int:
+        """Live while block `index`'s attention is differentiated: the activations of the
+        blocks before it, its attention's (its MLP's are gone by then), its softmax's
+        gradient (two more tensors of its scores' size), and the later blocks' gradients."""
+        block = blocks[index]
+        earlier = index * hidden_state if remat else sum(b.total for b in blocks[:index])
+        gradients = (len(blocks) - index) * block_parameter_count(backbone_config) * _FLOAT32
+        own = (hidden_state if remat else 0) + block.attention + 3 * block.scores
+        return earlier + own + gradients
+
+    # Beside them, the head's part of the embedding gradient, and its copy in the layout the
+    # lookup's part is added to.
+    attention_backward = max(map(attention_backward_of, range(len(blocks))))
+    attention_backward += 2 * embedding_gradient
+
+    if loss_chunk_size:
+        # One chunk's float32 logits, their softmax and their gradient; the embedding's
+        # gradient summed over chunks beside one chunk's part; the hidden states' gradient.
+        # (A chunk as long as the sequence is one chunk: more than no chunking.)
+        chunk_logits = batch * min(loss_chunk_size, length) * vocabulary * _FLOAT32
+        logits = 3 * chunk_logits + 2 * embedding_gradient + hidden_state
+    else:
+        # The loss's float32 softmax beside the head's float32 logits (under bfloat16, beside
+        # its bfloat16 output too), and the head's gradient of the embedding.
+        float32_logits = batch * length * vocabulary * _FLOAT32
+        logits = 2 * float32_logits + embedding_gradient
+        if compute != _FLOAT32:
+            logits += batch * length * vocabulary * compute
+
+    gradients = parameters * _FLOAT32 + embedding_gradient
+    if optimizer == "adafactor":
+        # Its update builds a matrix's full second moment from the factors: at most the
+        # embedding's.
+        gradients += vocabulary * hidden * _FLOAT32
+    return MemoryPlan(
+        weights=parameters * _FLOAT32,
+        optimizer=optimizer_state_count(backbone_config, optimizer) * _FLOAT32,
+        accumulators=parameters * _FLOAT32 if accumulate else 0,
+        gradients=gradients,
+        activations=activations,
+        logits=logits,
+        attention_backward=attention_backward,
+    )
