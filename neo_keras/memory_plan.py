@@ -5,9 +5,10 @@
     python -m neo_keras.memory_plan --flagfile configs/demo.flags --measure
 
 Takes the flags of `neo_keras.train`. Prints the plan (weights, optimizer state, gradient
-accumulator, gradients, activations, logits, and the step's peak) for one replica of
-`--accelerator`, and exits with status 1 when it may not fit. With `--measure`, also runs
-one step of random tokens at the run's shapes on this host and prints the peak that
+accumulator, bfloat16 weight copies, gradients, activations, logits, and the step's peak)
+for one replica of `--accelerator`. Exits with status 1 when the step may not fit, 2 for a
+configuration that cannot be planned. With `--measure`, also runs one step of random tokens
+at the run's shapes on this host (its first GPU, else its CPU) and prints the peak that
 TensorFlow's allocator measured beside the plan.
 """
 
@@ -18,13 +19,22 @@ import importlib
 import json
 import os
 import sys
+from typing import NoReturn
 
 from absl import app, flags, logging
 
 import neo_keras.train  # noqa: F401  (defines the training flags)
 from neo_keras.models.gpt_neo import presets
-from neo_keras.training.memory_plan import accelerator
-from neo_keras.training.run import TrainConfig, describe_memory_plan, memory_plan_of
+from neo_keras.training.memory_plan import GIB
+from neo_keras.training.run import (
+    TrainConfig,
+    accelerator_of,
+    check_batch_sizes,
+    describe_memory_plan,
+    load_tokenizer_of,
+    memory_plan_of,
+)
+from neo_keras.training.step_memory import CPU_STATISTICS_VARIABLE
 
 flags.DEFINE_integer(
     "sequence_length",
@@ -42,6 +52,9 @@ def backbone_config_of(config: TrainConfig) -> dict:
     """The backbone configuration the run trains, read without building the model."""
     if config.init == "scratch":
         overrides = {"dropout": config.dropout} if config.dropout is not None else {}
+        # A hub tokenizer would have to be downloaded; GPT-2's vocabulary is assumed for it.
+        if config.tokenizer and not config.tokenizer.startswith(presets.HF_PREFIX):
+            overrides["vocabulary_size"] = load_tokenizer_of(config.tokenizer).vocabulary_size()
         return presets.backbone_config(config.model_size, **overrides)
     if config.init in presets.BACKBONE_CONFIGS:
         return presets.backbone_config(config.init)
@@ -99,22 +112,30 @@ def builder_sequence_length(dataset: str) -> int | None:
 
 
 def measure(config: TrainConfig, sequence_length: int, replicas: int) -> None:
-    """Runs one replica's step on this host and prints its measured peak."""
+    """Runs one replica's step on this host's first GPU, else its CPU, and prints the peak."""
     import keras
     import tensorflow as tf
 
     from neo_keras.training import step_memory
     from neo_keras.training.run import build_trainer
 
-    if config.mixed_precision == "bfloat16" and not tf.config.list_logical_devices("GPU"):
-        print("  (XLA on the CPU computes bfloat16 in float32: its peak is not an accelerator's)")
-    step_memory.reserve_arena(FLAGS.arena_gib)
+    on_gpu = bool(tf.config.list_logical_devices("GPU"))
+    if on_gpu:
+        device = "GPU:0"
+    else:
+        device = "CPU:0"
+        if config.mixed_precision == "bfloat16":
+            print("  (XLA on the CPU computes bfloat16 in float32: a higher peak than on chips)")
+        step_memory.reserve_arena(FLAGS.arena_gib)
     keras.utils.set_random_seed(config.seed)
     measured = step_memory.measure_train_step(
-        lambda: build_trainer(config, steps=1), config.batch_size // replicas, sequence_length
+        lambda: build_trainer(config, steps=1),
+        config.batch_size // replicas,
+        sequence_length,
+        device=device,
     )
-    print(f"  {'step peak measured here':38}{measured.peak / 2**30:8.2f} GiB  (resident "
-          f"{measured.resident / 2**30:.2f} GiB)")
+    print(f"  {'step peak measured on ' + device:38}{measured.peak / GIB:8.2f} GiB  "
+          f"(resident {measured.resident / GIB:.2f} GiB)")
 
 
 def main(argv: list[str]) -> None:
@@ -122,26 +143,35 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)  # TFDS's notes on datasets not built here
     if FLAGS.measure:  # read when TensorFlow first creates its CPU device
-        os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
+        os.environ.setdefault(CPU_STATISTICS_VARIABLE, "true")
     config = TrainConfig(**{f.name: FLAGS[f.name].value for f in dataclasses.fields(TrainConfig)})
     try:
-        hardware = accelerator(config.accelerator) if config.accelerator else None
+        hardware = accelerator_of(config)
+        replicas = hardware.replicas if hardware else 1
+        check_batch_sizes(config, replicas)
         backbone_config = backbone_config_of(config)
+        sequence_length = sequence_length_of(config, backbone_config)
+        plan = memory_plan_of(config, backbone_config, sequence_length, replicas)
     except ValueError as error:
-        sys.exit(f"error: {error}")
-    replicas = hardware.replicas if hardware else 1
-    sequence_length = sequence_length_of(config, backbone_config)
-    plan = memory_plan_of(config, backbone_config, sequence_length, replicas)
+        _exit_with_error(error)
     model = config.model_size if config.init == "scratch" else config.init
     print(f"{model}: {config.batch_size // replicas} x {sequence_length} tokens per replica")
-    text, warnings = describe_memory_plan(config, plan, replicas)
+    text, warnings = describe_memory_plan(plan, hardware, replicas)
     print(text)
     for warning in warnings:
         print(f"warning: {warning}")
     if FLAGS.measure:
-        measure(config, sequence_length, replicas)
+        try:
+            measure(config, sequence_length, replicas)
+        except RuntimeError as error:
+            _exit_with_error(error)
     if hardware and not plan.fits(hardware.replica_bytes):
         sys.exit(1)
+
+
+def _exit_with_error(error: Exception) -> NoReturn:
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(2)
 
 
 if __name__ == "__main__":

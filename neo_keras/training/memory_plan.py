@@ -59,27 +59,35 @@ _GPUS = {"v100-16gb": 16, "a100-40gb": 40, "a100-80gb": 80, "h100-80gb": 80, "h2
 def accelerator(name: str) -> Accelerator:
     """An accelerator by its Cloud TPU type (`v3-8`, `v4-32`, `v5litepod-16`) or as GPUs
     (`8xa100-80gb`, `h100-80gb`)."""
+    name = name.strip().lower()
     generation, _, count = name.rpartition("-")
     if generation in _TPU_GENERATIONS and count.isdigit():
         per_unit, gib = _TPU_GENERATIONS[generation]
-        return Accelerator(name, max(1, int(int(count) * per_unit)), gib * GIB)
-    count, _, gpu = name.rpartition("x") if "x" in name.split("-")[0] else ("1", "", name)
-    if gpu in _GPUS and count.isdigit() and int(count) > 0:
-        return Accelerator(name, int(count), _GPUS[gpu] * GIB)
+        replicas = int(count) * per_unit
+        if replicas >= 1 and replicas == int(replicas):
+            return Accelerator(name, int(replicas), gib * GIB)
+    gpus, _, gpu = name.partition("x") if "x" in name.split("-")[0] else ("1", "", name)
+    if gpu in _GPUS and gpus.isdigit() and int(gpus) > 0:
+        return Accelerator(name, int(gpus), _GPUS[gpu] * GIB)
     tpus = ", ".join(f"{g}-N" for g in _TPU_GENERATIONS)
-    gpus = ", ".join(f"[Nx]{g}" for g in _GPUS)
-    raise ValueError(f"Unknown accelerator {name!r}; use a TPU type ({tpus}) or GPUs ({gpus}).")
+    known_gpus = ", ".join(f"[Nx]{g}" for g in _GPUS)
+    raise ValueError(
+        f"Unknown accelerator {name!r}; use a TPU type ({tpus}, N its cores or chips as "
+        f"Cloud TPU names it) or GPUs ({known_gpus})."
+    )
 
 
 @dataclasses.dataclass(frozen=True)
 class MemoryPlan:
     """Bytes of one replica's train step, by what holds them, and what is live at the three
     moments that may be the step's peak. The step needs the largest moment on top of the
-    weights, the optimizer's state and the gradient accumulator."""
+    weights, the optimizer's state, the gradient accumulator and the weights' compute-dtype
+    copies."""
 
     weights: int
     optimizer: int
     accumulators: int
+    weight_copies: int  # the weights in the compute dtype, under mixed precision
     gradients: int
     activations: int
     logits: int
@@ -91,6 +99,7 @@ class MemoryPlan:
         return self.weights + self.optimizer
 
     def moments(self) -> dict[str, int]:
+        """Bytes live at each moment that may be the peak, beside those every moment holds."""
         return {
             "end of the forward pass": self.activations + self.logits,
             "backward pass of attention": self.attention_backward,
@@ -105,13 +114,15 @@ class MemoryPlan:
     @property
     def peak(self) -> int:
         """Bytes at the step's peak."""
-        return self.resident + self.accumulators + max(self.moments().values())
+        held = self.resident + self.accumulators + self.weight_copies
+        return held + max(self.moments().values())
 
     def table(self, capacity: int | None = None) -> str:
         rows = [
             ("weights", self.weights),
             ("optimizer state", self.optimizer),
             ("gradient accumulator", self.accumulators),
+            ("bfloat16 weight copies", self.weight_copies),
             ("gradients", self.gradients),
             ("activations", self.activations),
             ("logits and loss", self.logits),
@@ -124,6 +135,7 @@ class MemoryPlan:
         return "\n".join(lines)
 
     def fits(self, capacity: int) -> bool:
+        """Whether the step plans to fit `capacity` bytes, with the margin `SAFE_SHARE` keeps."""
         return self.peak <= SAFE_SHARE * capacity
 
 
@@ -202,6 +214,85 @@ def _block_activations(
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class _Step:
+    """The shapes one micro-batch's step works on."""
+
+    config: dict
+    batch: int
+    length: int
+    compute: int  # bytes per value of the compute dtype
+    remat: bool
+
+    @property
+    def hidden_state(self) -> int:
+        return self.batch * self.length * self.config["hidden_dim"] * self.compute
+
+    @property
+    def embedding_gradient(self) -> int:
+        """One float32 copy of the token embedding's gradient. It arrives in two parts, from
+        the head and from the lookup."""
+        return self.config["vocabulary_size"] * self.config["hidden_dim"] * _FLOAT32
+
+    def blocks(self) -> list[_BlockActivations]:
+        layers = self.config["num_layers"]
+        types = expand_attention_types(
+            self.config.get("attention_types") or alternating_attention_types(layers), layers
+        )
+        return [
+            _block_activations(kind, self.batch, self.length, self.config, self.compute)
+            for kind in types
+        ]
+
+
+def _activation_bytes(step: _Step) -> int:
+    """Saved for the backward pass at the end of the forward pass: every block's activations
+    (with remat, every block's input only), the embeddings' sum and the final LayerNorm's
+    output."""
+    blocks = step.blocks()
+    saved = len(blocks) * step.hidden_state if step.remat else sum(b.total for b in blocks)
+    return saved + 2 * step.hidden_state
+
+
+def _attention_backward_bytes(step: _Step) -> int:
+    """Live while a block's attention is differentiated, at the block where most is."""
+    blocks = step.blocks()
+    block_gradient = block_parameter_count(step.config) * _FLOAT32
+
+    def live_at(index: int) -> int:
+        # The blocks before it keep their activations (with remat, their inputs; this block
+        # is recomputed). Its MLP's tensors are gone by then, its softmax's gradient takes
+        # two more tensors of its scores' size, and the later blocks' gradients exist.
+        block = blocks[index]
+        if step.remat:
+            earlier = (index + 1) * step.hidden_state
+        else:
+            earlier = sum(b.total for b in blocks[:index])
+        gradients = (len(blocks) - index) * block_gradient
+        return earlier + block.attention + 3 * block.scores + gradients
+
+    # Beside them, the head's part of the embedding gradient and its copy in the layout the
+    # lookup's part is added to.
+    return max(map(live_at, range(len(blocks)))) + 2 * step.embedding_gradient
+
+
+def _logits_bytes(step: _Step, loss_chunk_size: int) -> int:
+    vocabulary = step.config["vocabulary_size"]
+    if loss_chunk_size:
+        # One chunk's float32 logits, their softmax and their gradient; the embedding's
+        # gradient summed over chunks beside one chunk's part; the hidden states' gradient.
+        # A chunk as long as the sequence is still one chunk: more than no chunking.
+        chunk_logits = step.batch * min(loss_chunk_size, step.length) * vocabulary * _FLOAT32
+        return 3 * chunk_logits + 2 * step.embedding_gradient + step.hidden_state
+    # The loss's float32 softmax beside the head's float32 logits (under bfloat16, beside its
+    # bfloat16 output too), and the head's part of the embedding gradient.
+    positions = step.batch * step.length * vocabulary
+    logits = 2 * positions * _FLOAT32 + step.embedding_gradient
+    if step.compute != _FLOAT32:
+        logits += positions * step.compute
+    return logits
+
+
 def plan_memory(
     backbone_config: dict,
     *,
@@ -229,70 +320,22 @@ def plan_memory(
     if mixed_precision not in _COMPUTE_BYTES:
         raise ValueError(f"Unknown mixed precision {mixed_precision!r}; use float32|bfloat16.")
     compute = _COMPUTE_BYTES[mixed_precision]
+    step = _Step(backbone_config, micro_batch_size, sequence_length, compute, remat)
     parameters = parameter_count(backbone_config)
-    vocabulary, hidden = backbone_config["vocabulary_size"], backbone_config["hidden_dim"]
-    batch, length = micro_batch_size, sequence_length
-    hidden_state = batch * length * hidden * compute
-    # The tied embedding's gradient arrives in two parts, from the head and from the lookup.
-    embedding_gradient = vocabulary * hidden * _FLOAT32
-
-    attention_types = expand_attention_types(
-        backbone_config.get("attention_types")
-        or alternating_attention_types(backbone_config["num_layers"]),
-        backbone_config["num_layers"],
-    )
-    blocks = [
-        _block_activations(kind, batch, length, backbone_config, compute)
-        for kind in attention_types
-    ]
-    # Beside the blocks: the embeddings' sum and the final LayerNorm's output.
-    outside_blocks = 2 * hidden_state
-    if remat:
-        # Every block's input is kept, and in the backward pass each block is recomputed.
-        activations = len(blocks) * hidden_state + outside_blocks
-    else:
-        activations = sum(b.total for b in blocks) + outside_blocks
-
-    def attention_backward_of(index: int) -> int:
-        """Live while block `index`'s attention is differentiated: the activations of the
-        blocks before it, its attention's (its MLP's are gone by then), its softmax's
-        gradient (two more tensors of its scores' size), and the later blocks' gradients."""
-        block = blocks[index]
-        earlier = index * hidden_state if remat else sum(b.total for b in blocks[:index])
-        gradients = (len(blocks) - index) * block_parameter_count(backbone_config) * _FLOAT32
-        own = (hidden_state if remat else 0) + block.attention + 3 * block.scores
-        return earlier + own + gradients
-
-    # Beside them, the head's part of the embedding gradient, and its copy in the layout the
-    # lookup's part is added to.
-    attention_backward = max(map(attention_backward_of, range(len(blocks))))
-    attention_backward += 2 * embedding_gradient
-
-    if loss_chunk_size:
-        # One chunk's float32 logits, their softmax and their gradient; the embedding's
-        # gradient summed over chunks beside one chunk's part; the hidden states' gradient.
-        # (A chunk as long as the sequence is one chunk: more than no chunking.)
-        chunk_logits = batch * min(loss_chunk_size, length) * vocabulary * _FLOAT32
-        logits = 3 * chunk_logits + 2 * embedding_gradient + hidden_state
-    else:
-        # The loss's float32 softmax beside the head's float32 logits (under bfloat16, beside
-        # its bfloat16 output too), and the head's gradient of the embedding.
-        float32_logits = batch * length * vocabulary * _FLOAT32
-        logits = 2 * float32_logits + embedding_gradient
-        if compute != _FLOAT32:
-            logits += batch * length * vocabulary * compute
-
-    gradients = parameters * _FLOAT32 + embedding_gradient
+    gradients = parameters * _FLOAT32 + step.embedding_gradient
     if optimizer == "adafactor":
         # Its update builds a matrix's full second moment from the factors: at most the
         # embedding's.
-        gradients += vocabulary * hidden * _FLOAT32
+        gradients += step.embedding_gradient
     return MemoryPlan(
         weights=parameters * _FLOAT32,
         optimizer=optimizer_state_count(backbone_config, optimizer) * _FLOAT32,
         accumulators=parameters * _FLOAT32 if accumulate else 0,
+        # Mixed precision casts each float32 weight to the compute dtype where it is used;
+        # counted as if every cast copy stayed for the backward pass.
+        weight_copies=parameters * compute if compute != _FLOAT32 else 0,
         gradients=gradients,
-        activations=activations,
-        logits=logits,
-        attention_backward=attention_backward,
+        activations=_activation_bytes(step),
+        logits=_logits_bytes(step, loss_chunk_size),
+        attention_backward=_attention_backward_bytes(step),
     )

@@ -39,17 +39,19 @@ def make_optimizer(
     raise ValueError(f"Unknown optimizer {name!r}; use 'adamw' or 'adafactor'.")
 
 
+@keras.saving.register_keras_serializable(package="neo_keras")
 class FactoredAdafactor(keras.optimizers.Adafactor):
     """Keras' Adafactor, holding only the factors of each matrix's second moment.
 
     Keras 3 keeps, beside a matrix's row and column factors, a full-size velocity that every
-    step overwrites with their product: as much memory as the weights themselves (5 GiB for
+    step overwrites with their product: as much memory as the weights themselves (4.9 GiB for
     GPT-Neo 1.3B) for a value the factors already hold. Here the product is formed inside the
     update and not kept. Vectors keep their full second moment, as in Keras, and every update
-    equals Keras' own.
+    equals Keras' own. (So the optimizer's variables differ from Keras' Adafactor's, and a
+    checkpoint of one does not restore into the other.)
     """
 
-    def build(self, var_list):
+    def build(self, var_list: list) -> None:
         if self.built:
             return
         keras.optimizers.Optimizer.build(self, var_list)
@@ -62,9 +64,7 @@ class FactoredAdafactor(keras.optimizers.Adafactor):
             elif len(variable.shape) < 2:
                 self._r.append(None)
                 self._c.append(None)
-                self._v.append(
-                    self.add_variable_from_reference(variable, name="velocity")
-                )
+                self._v.append(self.add_variable_from_reference(variable, name="velocity"))
             else:
                 row_shape = variable.shape[:-1]
                 column_shape = variable.shape[:-2] + variable.shape[-1:]
@@ -74,43 +74,26 @@ class FactoredAdafactor(keras.optimizers.Adafactor):
                     )
                 self._v.append(None)
 
-    def update_step(self, gradient, variable, learning_rate):
+    def update_step(self, gradient, variable, learning_rate) -> None:
         index = self._get_variable_index(variable)
-        rows, columns = self._r[index], self._c[index]
-        if rows is None:
-            self._update_vector(gradient, variable, learning_rate)
-            return
         dtype = variable.dtype
         gradient = ops.cast(gradient, dtype)
         step = ops.cast(self.iterations + 1, dtype)
         decay = 1 - ops.power(step, self.beta_2_decay)
         squared = ops.square(gradient) + self.epsilon_1
-        self.assign(rows, decay * rows + (1 - decay) * ops.mean(squared, axis=-1))
-        self.assign(columns, decay * columns + (1 - decay) * ops.mean(squared, axis=-2))
-        row_share = rows / ops.mean(rows, axis=-1, keepdims=True)
-        second_moment = ops.expand_dims(row_share, -1) * ops.expand_dims(columns, -2)
-        self._apply_update(gradient / ops.sqrt(second_moment), variable, learning_rate)
-
-    def _update_vector(self, gradient, variable, learning_rate):
-        dtype = variable.dtype
-        gradient = ops.cast(gradient, dtype)
-        step = ops.cast(self.iterations + 1, dtype)
-        decay = 1 - ops.power(step, self.beta_2_decay)
-        velocity = self._v[self._get_variable_index(variable)]
-        squared = ops.square(gradient) + self.epsilon_1
-        self.assign(velocity, decay * velocity + (1 - decay) * squared)
-        self._apply_update(gradient / ops.sqrt(velocity), variable, learning_rate)
-
-    def _apply_update(self, update, variable, learning_rate):
-        """The step along `update`, clipped to an RMS of `clip_threshold` and scaled by the
-        variable's own RMS, as Keras' Adafactor steps."""
-        dtype = variable.dtype
-        step = ops.cast(self.iterations + 1, dtype)
-        learning_rate = ops.cast(learning_rate, dtype)
-        if not callable(self._learning_rate) and self.relative_step:
-            learning_rate = ops.minimum(learning_rate, 1 / ops.sqrt(step))
-        relative_rate = ops.minimum(learning_rate, 1 / ops.sqrt(step))
+        rows, columns, velocity = self._r[index], self._c[index], self._v[index]
+        if rows is None:  # a vector: its full second moment
+            self.assign(velocity, decay * velocity + (1 - decay) * squared)
+            second_moment = velocity
+        else:
+            self.assign(rows, decay * rows + (1 - decay) * ops.mean(squared, axis=-1))
+            self.assign(columns, decay * columns + (1 - decay) * ops.mean(squared, axis=-2))
+            row_share = rows / ops.mean(rows, axis=-1, keepdims=True)
+            second_moment = ops.expand_dims(row_share, -1) * ops.expand_dims(columns, -2)
+        # Keras caps the rate at 1/sqrt(step) whether or not `relative_step` is set.
+        relative_rate = ops.minimum(ops.cast(learning_rate, dtype), 1 / ops.sqrt(step))
         scale = ops.maximum(ops.cast(self.epsilon_2, dtype), _rms(variable)) * relative_rate
+        update = gradient / ops.sqrt(second_moment)
         update = update / ops.maximum(1.0, _rms(update) / self.clip_threshold)
         self.assign_sub(variable, scale * update)
 

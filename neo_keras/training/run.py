@@ -18,7 +18,14 @@ from neo_keras.accelerators import distribute, is_chief, is_tpu, make_strategy
 from neo_keras.models.gpt_neo import GPTNeoBackbone, GPTNeoCausalLM, presets
 from neo_keras.training import callbacks as run_callbacks
 from neo_keras.training.lm_trainer import CausalLMTrainer
-from neo_keras.training.memory_plan import SAFE_SHARE, MemoryPlan, accelerator, plan_memory
+from neo_keras.training.memory_plan import (
+    GIB,
+    SAFE_SHARE,
+    Accelerator,
+    MemoryPlan,
+    accelerator,
+    plan_memory,
+)
 from neo_keras.training.optimizers import make_optimizer
 from neo_keras.training.schedules import WarmupCosine, WarmupLinear
 
@@ -128,7 +135,8 @@ def _write_run_config(config: TrainConfig) -> None:
     file_io.write_text(path, json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True))
 
 
-def _check_batch_sizes(config: TrainConfig, replicas: int) -> None:
+def check_batch_sizes(config: TrainConfig, replicas: int) -> None:
+    """Raises `ConfigurationError` for batch sizes that do not split over `replicas`."""
     per_replica, remainder = divmod(config.batch_size, replicas)
     if remainder:
         raise ConfigurationError(
@@ -204,6 +212,14 @@ def make_schedule(config: TrainConfig, steps: int):
     raise ConfigurationError(f"Unknown --schedule={config.schedule!r}; use cosine|linear|constant.")
 
 
+def load_tokenizer_of(reference: str):
+    """The `--tokenizer` of a from-scratch run: tokenizer.json or a directory, maybe remote."""
+    from neo_keras.models.gpt_neo.hf_convert import load_tokenizer
+
+    with presets.opened(reference) as tokenizer_path:  # may be on gs://
+        return load_tokenizer(tokenizer_path)
+
+
 def build_causal_lm(config: TrainConfig) -> GPTNeoCausalLM:
     """The model to train: pretrained weights from `init`, or a fresh `model_size`."""
     dtype = "mixed_bfloat16" if config.mixed_precision == "bfloat16" else "float32"
@@ -215,10 +231,7 @@ def build_causal_lm(config: TrainConfig) -> GPTNeoCausalLM:
     overrides = {"dropout": config.dropout} if config.dropout is not None else {}
     preprocessor = None
     if config.tokenizer:
-        from neo_keras.models.gpt_neo.hf_convert import load_tokenizer
-
-        with presets.opened(config.tokenizer) as tokenizer_path:  # may be on gs://
-            tokenizer = load_tokenizer(tokenizer_path)
+        tokenizer = load_tokenizer_of(config.tokenizer)
         overrides["vocabulary_size"] = tokenizer.vocabulary_size()
         preprocessor = GPTNeoCausalLM.preprocessor_cls(tokenizer)
     backbone = GPTNeoBackbone(
@@ -276,13 +289,12 @@ def memory_plan_of(
 
 
 def describe_memory_plan(
-    config: TrainConfig, plan: MemoryPlan, replicas: int
+    plan: MemoryPlan, hardware: Accelerator | None, replicas: int
 ) -> tuple[str, list[str]]:
-    """The plan as a table, against a replica of `config.accelerator` when one is named, and
-    the warnings it calls for: the step may not fit, or the run has another replica count."""
-    if not config.accelerator:
+    """The plan as a table, against a replica of `hardware` when one is named, and the
+    warnings it calls for: the step may not fit, or the run has another replica count."""
+    if hardware is None:
         return f"Memory plan of one replica's step:\n{plan.table()}", []
-    hardware = accelerator(config.accelerator)
     text = (
         f"Memory plan of one replica's step on {hardware.describe()}:\n"
         f"{plan.table(hardware.replica_bytes)}"
@@ -290,17 +302,27 @@ def describe_memory_plan(
     warnings = []
     if replicas != hardware.replicas:
         warnings.append(
-            f"--accelerator={config.accelerator} has {hardware.replicas} replicas but this run "
+            f"--accelerator={hardware.name} has {hardware.replicas} replicas but this run "
             f"has {replicas}: the plan is for {replicas}."
         )
     if not plan.fits(hardware.replica_bytes):
         warnings.append(
-            f"The step may not fit: its plan ({plan.peak / 2**30:.1f} GiB) is over "
-            f"{SAFE_SHARE:.0%} of a {config.accelerator} replica's "
-            f"{hardware.replica_bytes / 2**30:.0f} GiB. Lower --micro_batch_size, or turn on "
+            f"The step may not fit: its plan ({plan.peak / GIB:.1f} GiB) is over "
+            f"{SAFE_SHARE:.0%} of a {hardware.name} replica's "
+            f"{hardware.replica_bytes / GIB:.0f} GiB. Lower --micro_batch_size, or turn on "
             "--remat or --loss_chunk_size."
         )
     return text, warnings
+
+
+def accelerator_of(config: TrainConfig) -> Accelerator | None:
+    """The hardware `--accelerator` names, or None; `ConfigurationError` for an unknown one."""
+    if not config.accelerator:
+        return None
+    try:
+        return accelerator(config.accelerator)
+    except ValueError as error:
+        raise ConfigurationError(f"--accelerator: {error}") from None
 
 
 def flops_per_token(backbone: GPTNeoBackbone, sequence_length: int) -> float:
@@ -337,11 +359,7 @@ def train(config: TrainConfig) -> dict:
     from neo_keras.data import pipeline
 
     resuming = check_output_dir(config)
-    if config.accelerator:
-        try:
-            accelerator(config.accelerator)
-        except ValueError as error:
-            raise ConfigurationError(f"--accelerator: {error}") from None
+    hardware = accelerator_of(config)
     if config.eval_every < 1 or config.save_every < 1:
         raise ConfigurationError("--eval_every and --save_every must be positive.")
     builder = pipeline.load_prepared_builder(config.dataset, data_dir=config.data_dir)
@@ -364,7 +382,7 @@ def train(config: TrainConfig) -> dict:
             sequence_length,
         )
     strategy = make_strategy(config.strategy, config.tpu)
-    _check_batch_sizes(config, strategy.num_replicas_in_sync)
+    check_batch_sizes(config, strategy.num_replicas_in_sync)
     chief = is_chief(strategy)
     if chief:
         _write_run_config(config)
@@ -375,7 +393,7 @@ def train(config: TrainConfig) -> dict:
     causal_lm, optimizer = trainer.causal_lm, trainer.optimizer
     replicas = strategy.num_replicas_in_sync
     plan = memory_plan_of(config, causal_lm.backbone.get_config(), sequence_length, replicas)
-    plan_text, plan_warnings = describe_memory_plan(config, plan, replicas)
+    plan_text, plan_warnings = describe_memory_plan(plan, hardware, replicas)
     logging.info("%s", plan_text)
     for warning in plan_warnings:
         logging.warning("%s", warning)

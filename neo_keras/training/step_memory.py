@@ -10,6 +10,7 @@ and frees one large block first, so that later buffers are cut from it to their 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -45,13 +46,13 @@ def device_bytes(device: str = "CPU:0") -> dict[str, int]:
 
 
 def measure_train_step(
-    build_trainer, batch_size: int, sequence_length: int, device: str = "CPU:0"
+    build_trainer: Callable, batch_size: int, sequence_length: int, device: str = "CPU:0"
 ) -> StepMemory:
-    """Builds a trainer with `build_trainer()` and measures one step on random tokens.
+    """Builds a trainer with `build_trainer()` (a compiled `CausalLMTrainer` with a built
+    optimizer) and measures one step on random tokens.
 
-    The first step compiles the step and creates the optimizer's state; the second is the
-    one measured. Counts are relative to what `device` held before the trainer was built,
-    so several measurements can share a process.
+    The first step compiles; the second is the one measured. Counts are relative to what
+    `device` held before the trainer was built, so several measurements can share a process.
     """
     before = device_bytes(device)["current"]
     trainer = build_trainer()

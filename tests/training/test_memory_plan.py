@@ -168,6 +168,7 @@ def test_counts_are_those_of_the_model_and_its_optimizers(config):
         ("v6e-8", 8, 32),
         ("8xa100-80gb", 8, 80),
         ("h100-80gb", 1, 80),
+        (" V3-8 ", 8, 16),
     ],
 )
 def test_accelerators_name_their_replicas_and_memory(name, replicas, gib):
@@ -175,7 +176,7 @@ def test_accelerators_name_their_replicas_and_memory(name, replicas, gib):
     assert (hardware.replicas, hardware.replica_bytes) == (replicas, gib * GIB)
 
 
-@pytest.mark.parametrize("name", ["v9-8", "v3", "0xa100-80gb", "a100"])
+@pytest.mark.parametrize("name", ["v9-8", "v3", "v3-0", "v4-1", "0xa100-80gb", "a100"])
 def test_an_unknown_accelerator_names_the_known_ones(name):
     with pytest.raises(ValueError, match="v3-N.*a100-80gb"):
         accelerator(name)
@@ -184,11 +185,19 @@ def test_an_unknown_accelerator_names_the_known_ones(name):
 def test_the_plan_reads_the_shape_of_a_checkpoint_it_starts_from(tmp_path):
     from neo_keras import GPTNeoCausalLM
     from neo_keras.memory_plan import backbone_config_of
-    from tests.models.hf_fixtures import make_hf_checkpoint
+    from neo_keras.training.run import build_causal_lm
+    from tests.models.hf_fixtures import make_hf_checkpoint, train_tokenizer
 
     hf_model = make_hf_checkpoint(str(tmp_path / "hf"), intermediate_size=48)
     keras_preset = str(tmp_path / "keras")
     GPTNeoCausalLM.from_preset(str(tmp_path / "hf")).save_to_preset(keras_preset)
+    tokenizer_dir = str(tmp_path / "tokenizer")
+    train_tokenizer(tokenizer_dir, vocab_size=280)
+    scratch = TrainConfig(
+        output_dir="unused", dataset="unused", model_size="gpt_neo_tiny", tokenizer=tokenizer_dir
+    )
+    built = build_causal_lm(scratch).backbone.vocabulary_size
+    assert backbone_config_of(scratch)["vocabulary_size"] == built < 50257
     for init in (str(tmp_path / "hf"), keras_preset):
         read = backbone_config_of(TrainConfig(output_dir="unused", dataset="unused", init=init))
         assert parameter_count(read) == hf_model.num_parameters(), init
@@ -222,6 +231,10 @@ def test_the_command_line_prints_the_plan_and_fails_when_it_may_not_fit():
     )
     assert too_big.returncode == 1
     assert "may not fit" in too_big.stdout
+
+    unplannable = run_memory_plan("--flagfile=configs/demo.flags", "--accelerator=v3-32")
+    assert unplannable.returncode == 2
+    assert "does not split evenly over 32 replicas" in unplannable.stderr
 
 
 if __name__ == "__main__":

@@ -104,8 +104,9 @@ SHAPES = [(6, 5), (3, 4, 2), (5,)]
         {"learning_rate": 0.01},
         {"learning_rate": 0.01, "weight_decay": 0.1, "clip_threshold": 0.5},
         {"learning_rate": keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.5)},
+        {"learning_rate": 0.5, "relative_step": False, "epsilon_2": 0.1},
     ],
-    ids=["constant", "decay_and_clipping", "schedule"],
+    ids=["constant", "decay_and_clipping", "schedule", "absolute_step"],
 )
 def test_factored_adafactor_updates_as_keras_does_without_full_size_moments(settings):
     expected, keras_slots = adafactor_run(keras.optimizers.Adafactor(**settings))

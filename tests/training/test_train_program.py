@@ -169,6 +169,7 @@ def test_every_accelerator_run_fits_the_hardware_it_names(monkeypatch):
             continue
         hardware = accelerator(config.accelerator)
         length = builder_sequence_length(config.dataset)
+        assert length, f"{name}: no builder config for {config.dataset}"
         size = config.model_size if config.init == "scratch" else config.init
         plan = memory_plan_of(config, presets.backbone_config(size), length, hardware.replicas)
         assert plan.fits(hardware.replica_bytes), (name, plan.table(hardware.replica_bytes))
