@@ -83,9 +83,12 @@ def test_hf_export_loads_in_transformers(model, inputs, tmp_path):
     with torch.no_grad():
         expected = torch_model(torch.from_numpy(inputs["token_ids"]).long()).logits.numpy()
     np.testing.assert_allclose(logits_of(model, inputs), expected, atol=1e-4, rtol=0)
-    assert AutoTokenizer.from_pretrained(path)("def f():")["input_ids"] == (
-        np.asarray(model.preprocessor.tokenizer("def f():")).tolist()
-    )
+    exported = AutoTokenizer.from_pretrained(path)
+    for text in ("def f():", 'END = "<|endoftext|>"'):  # the literal is text, as here
+        ours = np.asarray(model.preprocessor.tokenizer(text)).tolist()
+        assert exported(text)["input_ids"] == ours, text
+    assert model.preprocessor.tokenizer.end_token_id not in ours
+    assert exported.eos_token_id == model.preprocessor.tokenizer.end_token_id
 
 
 def test_hf_export_refuses_existing_path(model, tmp_path):
