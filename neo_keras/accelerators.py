@@ -34,7 +34,7 @@ def make_strategy(
         raise ValueError(f"Unknown strategy {kind!r}; use one of {STRATEGIES}.")
     if kind == "tpu" or (kind == "auto" and (tpu or _tpu_environment())):
         return _tpu_strategy(tpu, required=kind == "tpu")
-    if kind == "multi_worker" or (kind == "auto" and multi_worker and _worker_count() > 1):
+    if kind == "multi_worker" or (kind == "auto" and multi_worker and worker_count() > 1):
         return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if kind == "mirrored" or (kind == "auto" and len(gpus) > 1):
@@ -71,7 +71,7 @@ def _tpu_environment() -> bool:
     return bool(os.environ.get("TPU_NAME")) or _tpu_attached()
 
 
-def _worker_count() -> int:
+def worker_count() -> int:
     """Processes of the `TF_CONFIG` cluster that train: its chief and its workers."""
     cluster = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}").get("cluster", {})
     return len(cluster.get("chief", [])) + len(cluster.get("worker", []))

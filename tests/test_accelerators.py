@@ -46,6 +46,6 @@ def test_sampling_has_no_multi_worker_strategy():
 def test_a_cluster_counts_its_chief_among_the_workers(monkeypatch):
     cluster = {"chief": ["127.0.0.1:1"], "worker": ["127.0.0.1:2"]}
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {}}))
-    assert accelerators._worker_count() == 2
+    assert accelerators.worker_count() == 2
     monkeypatch.setenv("TF_CONFIG", "")
-    assert accelerators._worker_count() == 0
+    assert accelerators.worker_count() == 0

@@ -152,9 +152,9 @@ def block_parameter_count(backbone_config: dict) -> int:
 def parameter_count(backbone_config: dict) -> int:
     """Weights of a GPT-Neo backbone of this configuration (the LM head is tied)."""
     hidden = backbone_config["hidden_dim"]
-    positions = backbone_config["vocabulary_size"] + backbone_config["max_sequence_length"]
+    embedding_rows = backbone_config["vocabulary_size"] + backbone_config["max_sequence_length"]
     blocks = backbone_config["num_layers"] * block_parameter_count(backbone_config)
-    return positions * hidden + blocks + 2 * hidden  # embeddings, blocks, final LayerNorm
+    return embedding_rows * hidden + blocks + 2 * hidden  # embeddings, blocks, final LayerNorm
 
 
 def optimizer_state_count(backbone_config: dict, optimizer: str) -> int:

@@ -14,7 +14,7 @@ import tensorflow as tf
 from absl import logging
 
 from neo_keras import file_io
-from neo_keras.accelerators import distribute, is_chief, is_tpu, make_strategy
+from neo_keras.accelerators import distribute, is_chief, is_tpu, make_strategy, worker_count
 from neo_keras.models.gpt_neo import GPTNeoBackbone, GPTNeoCausalLM, presets
 from neo_keras.training import callbacks as run_callbacks
 from neo_keras.training.lm_trainer import CausalLMTrainer
@@ -383,6 +383,14 @@ def train(config: TrainConfig) -> dict:
         )
     strategy = make_strategy(config.strategy, config.tpu)
     check_batch_sizes(config, strategy.num_replicas_in_sync)
+    if worker_count() > 1 and not file_io.is_remote(config.output_dir):
+        # Only the chief writes; the others read checkpoints back when the run resumes.
+        logging.warning(
+            "--output_dir=%s is a local path and this job has %d workers: it must be one "
+            "file system they all see (NFS), or a bucket (gs://...), or resuming fails.",
+            config.output_dir,
+            worker_count(),
+        )
     chief = is_chief(strategy)
     if chief:
         _write_run_config(config)

@@ -371,9 +371,14 @@ def test_two_workers_train_as_one_process(data_dir, tokenizer_dir, tmp_path):
         )
         for i in range(2)
     ]
+    outputs = []
     for process in [reference, *workers]:
         output, _ = process.communicate(timeout=600)
         assert process.returncode == 0, output[-12000:]
+        outputs.append(output)
+    # A local output dir serves two workers only on a file system both see: they are told.
+    assert "must be one file system they all see" not in outputs[0]
+    assert all("must be one file system they all see" in output for output in outputs[1:])
 
     for name in ("latest", "best"):
         expected = GPTNeoCausalLM.from_preset(str(single / "checkpoints" / name))
