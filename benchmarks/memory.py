@@ -39,56 +39,48 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def measure(args: argparse.Namespace, variant: dict) -> dict:
-    """One train step of `variant` in this process, from the allocator's counts."""
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    import keras
+def run_config(args: argparse.Namespace, variant: dict):
+    """The training program's configuration of `variant`'s step: float32, AdamW."""
+    from neo_keras.training.run import TrainConfig
 
-    from neo_keras import GPTNeoBackbone, GPTNeoCausalLM
-    from neo_keras.models.gpt_neo import presets
+    return TrainConfig(
+        output_dir="unused",
+        dataset="unused",
+        model_size=args.size,
+        batch_size=args.batch_size,
+        remat=variant.get("remat", False),
+        loss_chunk_size=variant["loss_chunk_size"],
+    )
+
+
+def measure(args: argparse.Namespace, variant: dict) -> dict:
+    """One train step of `variant`, built as the training program builds it, in this process,
+    from the allocator's counts."""
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     from neo_keras.models.gpt_neo.attention import GPTNeoAttention
     from neo_keras.training import step_memory
-    from neo_keras.training.lm_trainer import CausalLMTrainer
+    from neo_keras.training.run import build_trainer
 
     step_memory.reserve_arena(args.arena_gib)
     if not variant["banded"]:
         GPTNeoAttention._banded = lambda self, length: False
-    config = presets.backbone_config(args.size)
-
-    def build_trainer():
-        if variant.get("remat"):
-            blocks = [f"transformer_layer_{i}" for i in range(config["num_layers"])]
-            with keras.RematScope(mode="list_of_layers", layer_names=blocks):
-                causal_lm = GPTNeoCausalLM(GPTNeoBackbone(**config))
-        else:
-            causal_lm = GPTNeoCausalLM(GPTNeoBackbone(**config))
-        trainer = CausalLMTrainer(
-            causal_lm, clip_norm=1.0, xla=True, loss_chunk_size=variant["loss_chunk_size"] or None
-        )
-        optimizer = keras.optimizers.AdamW(learning_rate=1e-5)
-        optimizer.build(causal_lm.trainable_variables)
-        trainer.compile(optimizer=optimizer)
-        return trainer
-
-    measured = step_memory.measure_train_step(build_trainer, args.batch_size, args.sequence_length)
+    config = run_config(args, variant)
+    measured = step_memory.measure_train_step(
+        lambda: build_trainer(config, steps=1), args.batch_size, args.sequence_length
+    )
     return {"resident": measured.resident, "peak": measured.peak}
 
 
 def plan(args: argparse.Namespace, variant: dict) -> int:
+    """`neo_keras.training.memory_plan`'s step peak for `variant`."""
     from neo_keras.models.gpt_neo import presets
-    from neo_keras.training.memory_plan import plan_memory
+    from neo_keras.training.run import memory_plan_of
 
-    config = presets.backbone_config(args.size)
+    backbone_config = presets.backbone_config(args.size)
     if not variant["banded"]:  # local layers then score every key, as global ones do
-        config["window_size"] = args.sequence_length
-    return plan_memory(
-        config,
-        micro_batch_size=args.batch_size,
-        sequence_length=args.sequence_length,
-        accumulate=False,
-        remat=variant.get("remat", False),
-        loss_chunk_size=variant["loss_chunk_size"],
-    ).peak
+        backbone_config["window_size"] = args.sequence_length
+    config = run_config(args, variant)
+    return memory_plan_of(config, backbone_config, args.sequence_length, replicas=1).peak
 
 
 def main() -> None:

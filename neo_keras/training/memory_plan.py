@@ -1,7 +1,8 @@
 """How much accelerator memory one train step takes, worked out before anything is built.
 
 A step's memory is what stays between steps (the weights and the optimizer's state) plus,
-for the step itself, the gradient accumulator and the largest of three moments:
+for the step itself, the gradient accumulator, the compute-dtype copies of the weights under
+mixed precision, and the largest of three moments:
 
 - the end of the forward pass: the activations the backward pass needs, and the LM head's
   logits with the loss over them;

@@ -396,7 +396,12 @@ def _write_tokenizer(directory: str, tokenizer: GPTNeoTokenizer, max_length: int
     _write_json(os.path.join(directory, "special_tokens_map.json"), special)
     # A literal "<|endoftext|>" in source text is text to this project's tokenizer; without
     # split_special_tokens, transformers would read it as the end-of-text token.
-    config = {"tokenizer_class": "GPT2Tokenizer", "model_max_length": max_length, **special}
     _write_json(
-        os.path.join(directory, "tokenizer_config.json"), {**config, "split_special_tokens": True}
+        os.path.join(directory, "tokenizer_config.json"),
+        {
+            "tokenizer_class": "GPT2Tokenizer",
+            "model_max_length": max_length,
+            "split_special_tokens": True,
+            **special,
+        },
     )
