@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
@@ -15,6 +16,8 @@ from neo_keras.data.apps import (
     find_apps_root,
     problem_folders,
     read_problem,
+    reindent_solution,
+    training_prompt,
     validation_problem_keys,
 )
 from neo_keras.data.builder_support import (
@@ -67,8 +70,12 @@ class AppsConfig(TokenConfig):
 class Builder(ReportingBuilder):
     """APPS problems as token examples for fine-tuning, or as problems with tests to evaluate."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Prompt + solution examples with a solution-only loss mask."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Prompt + solution examples with a solution-only loss mask.",
+        "1.1.0": "Training examples and evaluation prompts byte for byte as the APPS scripts "
+                 "make them (neo_keras.data.apps); `has_starter_code` in the evaluation view.",
+    }
     MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
 Optional: without network access, put the release tarball ({APPS_URL}), or its extracted APPS/
 folder, in --manual_dir. Otherwise the tarball is downloaded."""
@@ -85,7 +92,8 @@ folder, in --manual_dir. Otherwise the tarball is downloaded."""
         config = self.builder_config
         if config.view == EVALUATION_VIEW:
             features = tfds.features.FeaturesDict(
-                {name: tfds.features.Text() for name in _EVALUATION_FIELDS})
+                {**{name: tfds.features.Text() for name in _EVALUATION_FIELDS},
+                 "has_starter_code": tfds.features.Scalar(np.bool_)})
         else:
             features = token_features(config.sequence_length)
         return self.reporting_info(features=features,
@@ -126,12 +134,13 @@ folder, in --manual_dir. Otherwise the tarball is downloaded."""
             if not problem.solutions:
                 counts["problems_without_solutions"] += 1
                 continue
-            prompt_ids = tokenizer.encode(problem.prompt)
+            prompt_ids = tokenizer.encode(training_prompt(problem))
             for index, solution in enumerate(problem.solutions):
                 if not solution.strip():
                     counts["empty_solutions"] += 1
                     continue
-                example = prompt_completion_example(prompt_ids, tokenizer.encode(solution),
+                solution_ids = tokenizer.encode(reindent_solution(solution))
+                example = prompt_completion_example(prompt_ids, solution_ids,
                                                     tokenizer.eot_id, config.sequence_length)
                 if example is None:
                     counts["too_long"] += 1
@@ -161,12 +170,13 @@ folder, in --manual_dir. Otherwise the tarball is downloaded."""
         return find_apps_root(dl_manager.download_and_extract(APPS_URL))
 
 
-def _evaluation_record(problem: AppsProblem) -> dict[str, str]:
+def _evaluation_record(problem: AppsProblem) -> dict[str, str | bool]:
     return {
         "problem_id": problem.problem_id,
         "prompt": problem.prompt,
         "question": problem.question,
-        "starter_code": problem.starter_code,
+        "starter_code": problem.starter_code or "",
+        "has_starter_code": problem.starter_code is not None,
         "fn_name": problem.fn_name,
         "inputs": json.dumps(problem.inputs),
         "outputs": json.dumps(problem.outputs),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import tensorflow_datasets as tfds
+from etils import epath
 
 from neo_keras.data.builder_support import (
     ManualDataError,
@@ -23,7 +24,7 @@ from neo_keras.data.code_corpus import (
 from neo_keras.data.code_search_net import (
     LANGUAGES,
     SPLIT_FOLDERS,
-    TEXT_FIELD,
+    TEXT_FIELDS,
     language_shards,
     release_url,
 )
@@ -51,12 +52,16 @@ class CodeSearchNetConfig(TokenConfig):
 class Builder(ReportingBuilder):
     """CodeSearchNet functions as `sequence_length` blocks of token ids, as codeclippy packs."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Token blocks with attention and loss masks."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Token blocks with attention and loss masks.",
+        "1.1.0": "Reads the release's own `original_string` field (and the Hugging Face "
+                 "export's `whole_func_string`); release zips in --manual_dir.",
+    }
     MANUAL_DOWNLOAD_INSTRUCTIONS = """\
-Optional: without network access, extract the release zips (<language>.zip) into --manual_dir,
-giving <language>/final/jsonl/{train,valid,test}/*.jsonl.gz. Languages missing there are
-downloaded."""
+Optional: without network access, put the release zips (<language>.zip) in --manual_dir, as
+they are or extracted there (<language>/final/jsonl/{train,valid,test}/*.jsonl.gz). Languages
+found in neither form are downloaded."""
     BUILDER_CONFIGS = [
         CodeSearchNetConfig(name="python", languages=("python",),
                             description="Python functions."),
@@ -86,7 +91,7 @@ downloaded."""
 
     def _generate_examples(self, split: str, shards: list[ShardSource]):
         spec = PackingSpec(self.builder_config.tokenizer, self.builder_config.sequence_length,
-                           TEXT_FIELD)
+                           TEXT_FIELDS)
         if self.uses_beam:
             from neo_keras.data import beam_generation
 
@@ -97,16 +102,26 @@ downloaded."""
 
     def _language_sources(self, dl_manager: tfds.download.DownloadManager):
         """(root, shards per split) for each language: from the manual dir, else downloaded."""
-        manual = manual_dir_or_none(dl_manager)
         missing = []
         for language in self.builder_config.languages:
-            found = language_shards(manual, language) if manual is not None else {}
-            if any(found.values()):
-                yield manual, found
-            else:
+            root = _manual_root(dl_manager, language)
+            if root is None:
                 missing.append(language)
+            else:
+                yield root, language_shards(root, language)
         if missing:
             roots = dl_manager.download_and_extract(
                 {language: release_url(language) for language in missing})
             for language in missing:
                 yield roots[language], language_shards(roots[language], language)
+
+
+def _manual_root(dl_manager: tfds.download.DownloadManager, language: str) -> epath.Path | None:
+    """Where `language` is in the manual dir: extracted there, or its release zip extracted."""
+    manual = manual_dir_or_none(dl_manager)
+    if manual is None:
+        return None
+    if any(language_shards(manual, language).values()):
+        return manual
+    release_zip = manual / f"{language}.zip"
+    return epath.Path(dl_manager.extract(release_zip)) if release_zip.exists() else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import tensorflow_datasets as tfds
+from etils import epath
 
 from neo_keras.data.builder_support import (
     ManualDataError,
@@ -27,8 +28,9 @@ SPLITS = ("train", "validation", "test")
 
 _WHAT_TO_DO = """\
 Pass --manual_dir=DIR where DIR holds the corpus in lm_dataformat layout: train/, validation/ and
-test/ folders of *.jsonl.zst shards (train/ is required). Download the Code Clippy corpus as the
-dataset description says, or make a corpus from local source trees with
+test/ folders of *.jsonl.zst shards (train/ is required), there or in one folder inside it (the
+release's code_clippy_dedup_data/). Download the Code Clippy corpus as the dataset description
+says, or make a corpus from local source trees with
 `python -m neo_keras.make_corpus SRC... --output DIR`."""
 
 
@@ -59,10 +61,10 @@ class Builder(ReportingBuilder):
     RELEASE_NOTES = {"1.0.0": "Token blocks with attention and loss masks."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = """\
 The Code Clippy corpus is several hundred GB of zstd-compressed JSON lines. Download the
-`code_clippy` (or `code_clippy_dedup`) data from the CodedotAI Code Clippy release, keeping its
-train/, validation/ and test/ folders of *.jsonl.zst shards, and pass that folder as
---manual_dir. A corpus in the same layout can be made from local source trees with
-`python -m neo_keras.make_corpus SRC... --output DIR`."""
+`code_clippy_dedup_data` folder of the CodedotAI Code Clippy release, with its train/,
+validation/ and test/ folders of data_<n>_time<t>_default.jsonl.zst shards, and pass that
+folder or the folder holding it as --manual_dir. A corpus in the same layout can be made from
+local source trees with `python -m neo_keras.make_corpus SRC... --output DIR`."""
     BUILDER_CONFIGS = [
         CodeClippyConfig(name="full", description="Every file of the corpus."),
         CodeClippyConfig(name="dedup", dedup=True,
@@ -78,7 +80,7 @@ train/, validation/ and test/ folders of *.jsonl.zst shards, and pass that folde
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-        root = require_manual_dir(dl_manager, _WHAT_TO_DO)
+        root = _corpus_root(require_manual_dir(dl_manager, _WHAT_TO_DO))
         shards = {split: shard_sources(root, list_shards(root / split)) for split in SPLITS}
         if not shards["train"]:
             raise ManualDataError(f"No *.jsonl.zst shards in {root / 'train'}.\n\n{_WHAT_TO_DO}")
@@ -110,5 +112,21 @@ train/, validation/ and test/ folders of *.jsonl.zst shards, and pass that folde
         counts = self.split_counts(split)
         selection = DocumentSelection(
             fraction, self.builder_config.dedup,
-            collect_digests(excluded, spec.text_field) if excluded else frozenset())
+            collect_digests(excluded, spec.text_fields) if excluded else frozenset())
         yield from iter_split_examples(shards, spec, counts, selection)
+
+
+def _corpus_root(manual: epath.Path) -> epath.Path:
+    """The folder holding the splits: the manual dir, or the one folder in it that has train/.
+
+    The release unpacks to code_clippy_dedup_data/{train,validation,test}/, so either that
+    folder or its parent may be given.
+    """
+    if (manual / "train").is_dir():
+        return manual
+    inner = [child for child in manual.iterdir() if (child / "train").is_dir()]
+    if len(inner) > 1:
+        raise ManualDataError(
+            f"{manual} holds several corpora ({', '.join(sorted(c.name for c in inner))}): "
+            "pass the one to build as --manual_dir.")
+    return inner[0] if inner else manual

@@ -1,9 +1,24 @@
-"""APPS (Hendrycks et al., 2021): reading the release's problem folders, and the paper's prompt.
+"""APPS (Hendrycks et al., 2021): reading the release's problem folders, and its two prompts.
 
 The release is `APPS/{train,test}/NNNN/` folders holding `question.txt`, `solutions.json`,
 `input_output.json` (`inputs`, `outputs`, optional `fn_name`), an optional `starter_code.py`
 and `metadata.json` (`difficulty`, `url`). `read_apps_problems` reads an extracted copy for the
-TFDS builder and for the evaluator alike; `build_prompt` is the one place the prompt is made.
+TFDS builder and for the evaluator alike.
+
+The APPS scripts format a problem one way to fine-tune on it and another way to sample from it,
+and a model fine-tuned with them has only seen the first. Both are reproduced byte for byte:
+
+- `training_prompt` and `reindent_solution`: the training format of `train/dataset_apps/
+  APPSBaseDataset.py` (`initialize`, `sample_gpt_task`), which Code Clippy's APPS data
+  (`data_processing/apps.py`, config "formatted") repeats. Call-based when the problem has a
+  `starter_code.py`; solutions re-indented to one tab per level.
+- `evaluation_prompt`: the format of `eval/generate_gpt_codes.py` (`generate_prompt`), with other
+  whitespace, and call-based when `input_output.json` names an `fn_name`.
+
+Both scripts read the text files in Python's text mode, so CRLF and CR line ends arrive as LF;
+the reader does the same. The upstream training reader also cuts each text at 150,000
+characters; Code Clippy's does not, and neither is needed here, since a text that long is far
+beyond any sequence length and its example is dropped as too long.
 """
 
 from __future__ import annotations
@@ -35,7 +50,8 @@ class AppsProblem:
         split: "train" or "test", the release folder it came from.
         problem_id: the folder name, e.g. "0042".
         question: the problem statement.
-        starter_code: code the answer must complete ("" when there is none).
+        starter_code: code the answer must complete; None when the folder has no
+            `starter_code.py` (an empty file still counts in the prompts).
         fn_name: the function the tests call ("" for standard-input problems).
         inputs: test inputs, as in `input_output.json`.
         outputs: expected outputs, as in `input_output.json`.
@@ -47,7 +63,7 @@ class AppsProblem:
     split: str
     problem_id: str
     question: str
-    starter_code: str
+    starter_code: str | None
     fn_name: str
     inputs: list
     outputs: list
@@ -62,19 +78,58 @@ class AppsProblem:
 
     @property
     def prompt(self) -> str:
-        """The APPS prompt for this problem; see `build_prompt`."""
-        return build_prompt(self.question, self.starter_code, self.fn_name)
+        """What a model is asked to complete when evaluated: see `evaluation_prompt`."""
+        return evaluation_prompt(self)
 
 
-def build_prompt(question: str, starter_code: str = "", fn_name: str = "") -> str:
-    """The prompt of the APPS paper, ending where the answer starts.
+def training_prompt(problem: AppsProblem) -> str:
+    """The text before a solution in upstream's training examples, ending where it starts.
 
-    Call-based format when the problem names a function or has starter code, standard input
-    otherwise.
+    hendrycks/apps `train/dataset_apps/APPSBaseDataset.py`: `initialize` picks the answer
+    format by whether `starter_code.py` exists, and `sample_gpt_task` joins the parts.
     """
-    call_based = bool(fn_name or starter_code)
-    answer_format = "\nUse Call-Based format\n" if call_based else "\nUse Standard Input format\n"
-    return "\nQUESTION:\n" + question + "\n" + starter_code + "\n" + answer_format + "\nANSWER:\n"
+    has_starter = problem.starter_code is not None
+    answer_format = "Call-Based" if has_starter else "Standard Input"
+    return (f"\nQUESTION:\n{problem.question}\n{problem.starter_code or ''}\n"
+            f"\nUse {answer_format} format\n\nANSWER:\n")
+
+
+def evaluation_prompt(problem: AppsProblem) -> str:
+    """The prompt upstream samples solutions from, ending where the answer starts.
+
+    hendrycks/apps `eval/generate_gpt_codes.py`, `generate_prompt` (without peeking): the
+    starter code follows the question after one newline, and the answer format follows
+    `input_output.json`'s `fn_name`, not the starter code.
+    """
+    starter = "" if problem.starter_code is None else "\n" + problem.starter_code
+    answer_format = "Call-Based" if problem.fn_name else "Standard Input"
+    return f"\nQUESTION:\n{problem.question}{starter}\nUse {answer_format} format\nANSWER:\n"
+
+
+def reindent_solution(code: str) -> str:
+    """A solution as upstream trains on it: indentation re-expressed as one tab per level.
+
+    hendrycks/apps `train/dataset_apps/APPSBaseDataset.py`, `reindent_code` (its `reindent.py`
+    with tabs on). The indentation unit is the leading run of the first indented line that is
+    not blank: that many spaces, or that many tabs if it starts with a tab. Each line then
+    trades every whole unit at its start for a tab; lines before that first indented one stay
+    as they are. Lines split at LF only, lose trailing CRs, and all end in LF.
+    """
+    lines = code.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the text ended with a newline: no line follows it
+    unit = ""
+    out = []
+    for line in lines:
+        line = line.rstrip("\r")
+        if not unit and line[:1] in (" ", "\t") and not line.isspace():
+            width = len(line) - len(line.lstrip(" \t"))
+            unit = line[0] * width
+        level = 0
+        while unit and line.startswith(unit * (level + 1)):
+            level += 1
+        out.append("\t" * level + line[len(unit) * level:] + "\n")
+    return "".join(out)
 
 
 def find_apps_root(directory: epath.PathLike) -> epath.Path:
@@ -116,7 +171,7 @@ def problem_folders(root: epath.PathLike, split: str) -> list[epath.Path]:
 
 def read_problem(folder: epath.Path, split: str, counts: Counter) -> AppsProblem | None:
     """One problem folder, or None (counted) when it has no readable question."""
-    question = _read_text(folder / "question.txt", counts)
+    question = _read_text(folder / "question.txt", counts, newlines=True)
     if question is None:
         counts["problems_without_question"] += 1
         return None
@@ -133,7 +188,7 @@ def read_problem(folder: epath.Path, split: str, counts: Counter) -> AppsProblem
         split=split,
         problem_id=folder.name,
         question=question,
-        starter_code=_read_text(folder / "starter_code.py", counts) or "",
+        starter_code=_read_text(folder / "starter_code.py", counts, newlines=True),
         fn_name=str(tests.get("fn_name") or ""),
         inputs=list(tests.get("inputs") or []),
         outputs=list(tests.get("outputs") or []),
@@ -168,15 +223,20 @@ def _read_solutions(path: epath.Path, counts: Counter) -> tuple[str, ...]:
     return usable
 
 
-def _read_text(path: epath.Path, counts: Counter) -> str | None:
+def _read_text(path: epath.Path, counts: Counter, newlines: bool = False) -> str | None:
+    """The file's UTF-8 text, or None when it is absent or not UTF-8 (counted).
+
+    With `newlines`, CRLF and CR become LF, as Python's text mode reads them upstream.
+    """
     if not path.exists():
         return None
     try:
-        return path.read_bytes().decode("utf-8")
+        text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError:
         counts["invalid_utf8"] += 1
         logger.warning("Skipping %s: not UTF-8.", path)
         return None
+    return text.replace("\r\n", "\n").replace("\r", "\n") if newlines else text
 
 
 def _read_json(path: epath.Path, counts: Counter, default):

@@ -53,7 +53,7 @@ def DedupSplit(pbegin, shards: Sequence[ShardSource], excluded_shards: Sequence[
                        | "ExcludedShards" >> beam.Create(list(excluded_shards))
                        | "SpreadExcluded" >> beam.Reshuffle()
                        | "ExcludedDigests" >> beam.FlatMap(_excluded_marks,
-                                                           text_field=spec.text_field))
+                                                           text_fields=spec.text_fields))
     shard_keys = [shard.key for shard in shards]
     return (sources
             | "Merge" >> beam.Flatten()
@@ -74,7 +74,7 @@ def _keyed_documents(indexed_shard: tuple[int, ShardSource], spec: PackingSpec, 
                      fraction: float) -> Iterator[tuple[bytes, Document]]:
     index, shard = indexed_shard
     counts: Counter = Counter()
-    for item in iter_grouped_records(shard, counts, spec.text_field):
+    for item in iter_grouped_records(shard, counts, spec.text_fields):
         if sampled_in(item, fraction):
             yield item.digest, (index, item.group, item.record.line_number, item.record.text)
         else:
@@ -82,8 +82,9 @@ def _keyed_documents(indexed_shard: tuple[int, ShardSource], spec: PackingSpec, 
     report_beam_counts(counts, split)
 
 
-def _excluded_marks(shard: ShardSource, text_field: str) -> Iterator[tuple[bytes, None]]:
-    for item in iter_grouped_records(shard, Counter(), text_field):
+def _excluded_marks(shard: ShardSource,
+                    text_fields: tuple[str, ...]) -> Iterator[tuple[bytes, None]]:
+    for item in iter_grouped_records(shard, Counter(), text_fields):
         yield item.digest, None
 
 

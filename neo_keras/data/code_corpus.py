@@ -39,11 +39,11 @@ class ShardSource:
 
 @dataclass(frozen=True)
 class PackingSpec:
-    """How documents become blocks: tokenizer spec, block length, and the JSON text field."""
+    """How documents become blocks: tokenizer spec, block length, and the JSON text fields."""
 
     tokenizer: str
     sequence_length: int
-    text_field: str = "text"
+    text_fields: tuple[str, ...] = ("text",)
 
 
 @dataclass(frozen=True)
@@ -66,10 +66,10 @@ def shard_sources(root: epath.PathLike, shards: Sequence[epath.Path]) -> list[Sh
 
 
 def iter_grouped_records(shard: ShardSource, counts: Counter,
-                         text_field: str) -> Iterator[GroupedRecord]:
+                         text_fields: tuple[str, ...]) -> Iterator[GroupedRecord]:
     """The usable records of a shard, each tagged with its group."""
     group, group_bytes = 0, 0
-    for record in iter_records(shard.path, counts, text_field):
+    for record in iter_records(shard.path, counts, text_fields):
         if group_bytes >= GROUP_BYTES:
             group, group_bytes = group + 1, 0
         group_bytes += len(record.text)
@@ -113,11 +113,12 @@ class DocumentSelection:
         return True
 
 
-def collect_digests(shards: Iterable[ShardSource], text_field: str) -> frozenset[bytes]:
+def collect_digests(shards: Iterable[ShardSource],
+                    text_fields: tuple[str, ...]) -> frozenset[bytes]:
     """Identifier digests of every usable document in `shards`."""
     counts: Counter = Counter()
     return frozenset(item.digest for shard in shards
-                     for item in iter_grouped_records(shard, counts, text_field))
+                     for item in iter_grouped_records(shard, counts, text_fields))
 
 
 def pack_group(shard_key: str, group: int, texts: Iterable[str], spec: PackingSpec,
@@ -134,7 +135,7 @@ def iter_shard_examples(shard: ShardSource, spec: PackingSpec, counts: Counter,
                         selection: DocumentSelection) -> Iterator[KeyedExample]:
     """All examples of one shard, streaming: one group's texts in memory at most."""
     current_group, texts = 0, []
-    for item in iter_grouped_records(shard, counts, spec.text_field):
+    for item in iter_grouped_records(shard, counts, spec.text_fields):
         if item.group != current_group:
             yield from pack_group(shard.key, current_group, texts, spec, counts)
             current_group, texts = item.group, []

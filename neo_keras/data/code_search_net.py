@@ -1,7 +1,15 @@
 """The CodeSearchNet Challenge release: where its gzip-compressed JSON lines are, per language.
 
-Each language's zip extracts to `<language>/final/jsonl/{train,valid,test}/*.jsonl.gz`; every
-line is a function with its source in `whole_func_string`.
+Each language's release zip (`<language>.zip`) extracts to
+`<language>/final/jsonl/{train,valid,test}/*.jsonl.gz`, beside two pickles this reader does not
+need. Every line is one function with the fields `repo, path, func_name, original_string,
+language, code, code_tokens, docstring, docstring_tokens, sha, partition, url`.
+
+The text trained on is `original_string`: the function exactly as it stands in its file, with
+its docstring or comment, which is what a code model is asked to write. (`code` is the same
+function parsed for the retrieval task, and the tokens are that parse split up.) The Hugging
+Face `code_search_net` loader renames `original_string` to `whole_func_string`; lines of that
+export are read by that name.
 """
 
 from __future__ import annotations
@@ -11,7 +19,8 @@ from etils import epath
 from neo_keras.data.corpus_format import GZIP_SUFFIX, list_shards
 
 LANGUAGES = ("go", "java", "javascript", "php", "python", "ruby")
-TEXT_FIELD = "whole_func_string"
+# The release's name first, then the Hugging Face export's.
+TEXT_FIELDS = ("original_string", "whole_func_string")
 # Release folder name -> TFDS split name.
 SPLIT_FOLDERS = {"train": "train", "valid": "validation", "test": "test"}
 

@@ -60,13 +60,14 @@ def list_shards(directory: epath.PathLike, pattern: str = f"*{ZSTD_SUFFIX}") -> 
 
 
 def iter_records(path: epath.PathLike, counts: Counter,
-                 text_field: str = "text") -> Iterator[SourceRecord]:
+                 text_fields: tuple[str, ...] = ("text",)) -> Iterator[SourceRecord]:
     """Yields the usable records of one shard, counting every skipped line or shard by reason.
 
     Args:
         path: a `.jsonl.zst` or `.jsonl.gz` shard.
         counts: incremented with `records` and each skip reason.
-        text_field: the JSON key holding the document text.
+        text_fields: the JSON keys that may hold the document text; the first one a line
+            has is used (one corpus may come in two exports that name it differently).
     """
     path = epath.Path(path)
     if path.stat().length == 0:
@@ -77,7 +78,7 @@ def iter_records(path: epath.PathLike, counts: Counter,
     line_number = -1
     try:
         for line_number, line in enumerate(lines):
-            record = _parse_line(line, line_number, counts, text_field)
+            record = _parse_line(line, line_number, counts, text_fields)
             if record is not None:
                 counts["records"] += 1
                 yield record
@@ -97,7 +98,7 @@ def iter_corpus_texts(directory: epath.PathLike) -> Iterator[str]:
 
 
 def _parse_line(line: bytes, line_number: int, counts: Counter,
-                text_field: str) -> SourceRecord | None:
+                text_fields: tuple[str, ...]) -> SourceRecord | None:
     if not line.strip():
         return None  # blank separator lines are not records
     try:
@@ -108,7 +109,7 @@ def _parse_line(line: bytes, line_number: int, counts: Counter,
     except json.JSONDecodeError:
         counts["malformed_json"] += 1
         return None
-    text = obj.get(text_field) if isinstance(obj, dict) else None
+    text = _first_field(obj, text_fields)
     if not isinstance(text, str):
         counts["missing_text"] += 1
         return None
@@ -122,6 +123,15 @@ def _parse_line(line: bytes, line_number: int, counts: Counter,
         return None
     meta = obj.get("meta")
     return SourceRecord(line_number, text, meta if isinstance(meta, dict) else {})
+
+
+def _first_field(obj, names: tuple[str, ...]):
+    """The value of the first of `names` that `obj` has, when it is a JSON object; else None."""
+    if isinstance(obj, dict):
+        for name in names:
+            if name in obj:
+                return obj[name]
+    return None
 
 
 def _iter_lines(chunks: Iterator[bytes]) -> Iterator[bytes]:

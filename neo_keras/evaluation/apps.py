@@ -149,13 +149,14 @@ def _load_from_tfds(data_dir: str) -> list[AppsProblem]:
         ) from error
     problems = []
     for record in records:
-        text = {key: value.decode("utf-8") for key, value in record.items()}
+        text = {key: value.decode("utf-8") for key, value in record.items()
+                if isinstance(value, bytes)}
         problems.append(
             AppsProblem(
                 split="test",
                 problem_id=text["problem_id"],
                 question=text["question"],
-                starter_code=text["starter_code"],
+                starter_code=text["starter_code"] if record["has_starter_code"] else None,
                 fn_name=text["fn_name"],
                 inputs=json.loads(text["inputs"]),
                 outputs=json.loads(text["outputs"]),

@@ -6,9 +6,12 @@ definitions here, so the committed fixtures can always be regenerated and checke
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import shutil
+import tempfile
+import zipfile
 from pathlib import Path
 
 import zstandard
@@ -69,27 +72,38 @@ CWD = "import os\nprint(os.getcwd())\n"
 SAMPLED = sampled_functions(2)
 
 
-def write_codeclippy_corpus(root: Path) -> Path:
-    """The Code Clippy fixture: duplicates across and within splits, and bad lines."""
-    write_zst(root / "train" / "data_00000.jsonl.zst", [
+def write_codeclippy_corpus(root: Path, release_layout: bool = False) -> Path:
+    """The Code Clippy fixture: duplicates across and within splits, and bad lines.
+
+    In `make_corpus`'s layout (`root/<split>/data_00000.jsonl.zst`), or with `release_layout`
+    as the release is published: `root/code_clippy_dedup_data/<split>/` holding
+    `data_<n>_time<unix time>_default.jsonl.zst` shards.
+    """
+    def shard(split: str, index: int) -> Path:
+        if release_layout:
+            return (root / "code_clippy_dedup_data" / split
+                    / f"data_{index}_time{1626280476 + 61 * index}_default.jsonl.zst")
+        return root / split / f"data_{index:05d}.jsonl.zst"
+
+    write_zst(shard("train", 0), [
         record_line(ADD, file_name="add.py"),
         record_line(STACK, file_name="stack.py"),
         b'{"text": "def broken(:\n',
         b'{"text": "caf\xe9"}\n',
         *(record_line(text, file_name=f"helper{i}.py") for i, text in enumerate(SAMPLED)),
     ])
-    write_zst(root / "train" / "data_00001.jsonl.zst", [
+    write_zst(shard("train", 1), [
         record_line(MUL, file_name="mul.py"),
         record_line(ADD_REFORMATTED, repo_name="octo/fork", file_name="add.py"),
         record_line("", file_name="empty.py"),
     ])
-    write_zst(root / "train" / "data_00002.jsonl.zst", [
+    write_zst(shard("train", 2), [
         record_line(SUB_COPY, repo_name="octo/copy", file_name="sub.py"),
         b'{"meta": {"file_name": "no_text.py"}}\n',
     ])
-    write_zst(root / "validation" / "data_00000.jsonl.zst", [
+    write_zst(shard("validation", 0), [
         record_line(SUB, file_name="sub.py"), record_line(HELLO, file_name="hello.py")])
-    write_zst(root / "test" / "data_00000.jsonl.zst", [record_line(CWD, file_name="cwd.py")])
+    write_zst(shard("test", 0), [record_line(CWD, file_name="cwd.py")])
     return root
 
 
@@ -135,24 +149,43 @@ APPS_PROBLEMS = {
 
 
 def write_apps_tree(root: Path, problems: dict | None = None) -> Path:
-    """An extracted APPS release: `root/APPS/{train,test}/NNNN/` problem folders."""
+    """An extracted APPS release: `root/APPS/{train,test}/NNNN/` problem folders.
+
+    A problem's texts are written byte for byte (CRLF stays CRLF); a JSON file or the starter
+    code is left out when the problem has no such key.
+    """
     for key, problem in (problems or APPS_PROBLEMS).items():
         folder = root / "APPS" / key
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "question.txt").write_text(problem["question"], encoding="utf-8")
-        (folder / "solutions.json").write_text(json.dumps(problem["solutions"]))
-        (folder / "input_output.json").write_text(json.dumps(problem["input_output"]))
-        (folder / "metadata.json").write_text(json.dumps(problem["metadata"]))
+        (folder / "question.txt").write_bytes(problem["question"].encode("utf-8"))
+        for name in ("solutions", "input_output", "metadata"):
+            if name in problem:
+                (folder / f"{name}.json").write_text(json.dumps(problem[name]))
         if "starter_code" in problem:
-            (folder / "starter_code.py").write_text(problem["starter_code"], encoding="utf-8")
+            (folder / "starter_code.py").write_bytes(problem["starter_code"].encode("utf-8"))
     return root
 
 
-def code_search_net_line(code: str, language: str) -> bytes:
-    """One CodeSearchNet Challenge JSON line."""
-    return json.dumps({"repo": "octo/demo", "path": "demo", "func_name": "f",
-                       "whole_func_string": code, "language": language,
-                       "code_tokens": [], "docstring": ""}).encode("utf-8") + b"\n"
+def code_search_net_line(code: str, language: str, split: str,
+                         hugging_face_names: bool = False) -> bytes:
+    """One CodeSearchNet Challenge JSON line, with the release's fields (values invented).
+
+    With `hugging_face_names`, the fields as the Hugging Face `code_search_net` loader names
+    them.
+    """
+    record = {"repo": "octo/demo", "path": f"src/demo.{language}", "func_name": "demo.f",
+              "original_string": code, "language": language, "code": code,
+              "code_tokens": code.split(), "docstring": "", "docstring_tokens": [],
+              "sha": "0" * 40, "partition": split,
+              "url": f"https://github.com/octo/demo/blob/{'0' * 40}/src/demo.{language}#L1-L2"}
+    if hugging_face_names:
+        names = {"repo": "repository_name", "path": "func_path_in_repository",
+                 "original_string": "whole_func_string", "code": "func_code_string",
+                 "code_tokens": "func_code_tokens", "docstring": "func_documentation_string",
+                 "docstring_tokens": "func_documentation_tokens", "partition": "split_name",
+                 "url": "func_code_url"}
+        record = {names.get(key, key): value for key, value in record.items()}
+    return json.dumps(record).encode("utf-8") + b"\n"
 
 
 CSN_FILES = {
@@ -166,8 +199,8 @@ CSN_FILES = {
 CSN_LANGUAGES = ("go", "java", "javascript", "php", "python", "ruby")
 
 
-def write_code_search_net_tree(root: Path) -> Path:
-    """Extracted CodeSearchNet zips: `root/<lang>/final/jsonl/<split>/*.jsonl.gz`.
+def write_code_search_net_tree(root: Path, hugging_face_names: bool = False) -> Path:
+    """Extracted CodeSearchNet zips: `root/<lang>/final/jsonl/<split>/<lang>_<split>_0.jsonl.gz`.
 
     Java, JavaScript, PHP and Ruby get one train, valid and test function each.
     """
@@ -178,7 +211,22 @@ def write_code_search_net_tree(root: Path) -> Path:
     for (language, split), codes in files.items():
         write_gz(root / language / "final" / "jsonl" / split
                  / f"{language}_{split}_0.jsonl.gz",
-                 [code_search_net_line(code, language) for code in codes])
+                 [code_search_net_line(code, language, split, hugging_face_names)
+                  for code in codes])
+    return root
+
+
+def write_code_search_net_zips(root: Path, languages: tuple[str, ...] = CSN_LANGUAGES) -> Path:
+    """The release zips, `root/<language>.zip`, as published: the tree and two pickles."""
+    with tempfile.TemporaryDirectory() as scratch:
+        tree = write_code_search_net_tree(Path(scratch))
+        root.mkdir(parents=True, exist_ok=True)
+        for language in languages:
+            with zipfile.ZipFile(root / f"{language}.zip", "w") as archive:
+                for path in sorted((tree / language).rglob("*")):
+                    archive.write(path, path.relative_to(tree).as_posix())
+                for pickle_name in ("dedupe_definitions_v2", "licenses"):
+                    archive.writestr(f"{language}_{pickle_name}.pkl", b"")
     return root
 
 
@@ -192,7 +240,8 @@ def train_tiny_tokenizer(output_dir: Path) -> Path:
 
 def regenerate_dummy_data() -> None:
     """Rewrites data_builders/*/dummy_data from the definitions above."""
-    for name, writer in (("codeclippy", write_codeclippy_corpus), ("apps", write_apps_tree),
+    release_corpus = functools.partial(write_codeclippy_corpus, release_layout=True)
+    for name, writer in (("codeclippy", release_corpus), ("apps", write_apps_tree),
                          ("code_search_net", write_code_search_net_tree)):
         target = BUILDERS / name / "dummy_data"
         shutil.rmtree(target, ignore_errors=True)

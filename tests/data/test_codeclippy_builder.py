@@ -128,3 +128,24 @@ def test_configs_reject_nonsense_values():
         codeclippy.CodeClippyConfig(name="x", train_fraction=0.0)
     with pytest.raises(ValueError, match="sequence_length"):
         codeclippy.CodeClippyConfig(name="x", sequence_length=1)
+
+
+def test_the_release_layout_builds_as_the_corpus_it_holds(tmp_path, codeclippy_corpus,
+                                                          tokenizer_dir, tokenizer):
+    """code_clippy_dedup_data/<split>/data_<n>_time<t>_default.jsonl.zst, given as the folder
+    holding it: the same documents as the corpus in make_corpus's layout."""
+    release = fixtures.write_codeclippy_corpus(tmp_path / "release", release_layout=True)
+    from_release = build(tmp_path / "a", release, tokenizer_dir, "t_release")
+    from_corpus = build(tmp_path / "b", codeclippy_corpus, tokenizer_dir, "t_release")
+    for split in ("train", "validation", "test"):
+        assert documents(from_release, split, tokenizer) == documents(
+            from_corpus, split, tokenizer)
+
+
+def test_a_manual_dir_of_several_corpora_is_refused_by_name(tmp_path, tokenizer_dir):
+    for name in ("code_clippy_data", "code_clippy_dedup_data"):
+        fixtures.write_zst(tmp_path / "both" / name / "train" / "data_0.jsonl.zst",
+                           [fixtures.record_line(fixtures.ADD)])
+    with pytest.raises(ManualDataError, match="code_clippy_data, code_clippy_dedup_data"):
+        build(tmp_path, tmp_path / "both", tokenizer_dir, "t_both")
+    assert_nothing_built(tmp_path)

@@ -80,10 +80,10 @@ def test_several_zstd_frames_in_one_shard_are_all_read(tmp_path):
 def test_gzip_shards_with_another_text_field_and_truncation(tmp_path):
     line = json.dumps({"whole_func_string": "def f():\n    pass\n"}).encode() + b"\n"
     good = write_gz(tmp_path / "good.jsonl.gz", [line, line])
-    assert read_all(good, text_field="whole_func_string")[0] == ["def f():\n    pass\n"] * 2
+    assert read_all(good, text_fields=("whole_func_string",))[0] == ["def f():\n    pass\n"] * 2
     cut = tmp_path / "cut.jsonl.gz"
     cut.write_bytes(good.read_bytes()[:-12])
-    texts, counts = read_all(cut, text_field="whole_func_string")
+    texts, counts = read_all(cut, text_fields=("whole_func_string",))
     assert counts["corrupt_shards"] == 1
 
 
