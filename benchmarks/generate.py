@@ -34,11 +34,8 @@ from transformers import PreTrainedTokenizerFast  # noqa: E402
 
 from neo_keras import GPTNeoCausalLM  # noqa: E402
 from neo_keras.evaluation.humaneval import load_problems  # noqa: E402
-from neo_keras.evaluation.sampling import (  # noqa: E402
-    CompletionGenerator,
-    SamplingSettings,
-    make_sampler,
-)
+from neo_keras.evaluation.sampling import CompletionGenerator  # noqa: E402
+from neo_keras.evaluation.token_choice import SamplingSettings  # noqa: E402
 from neo_keras.models.gpt_neo import presets  # noqa: E402
 
 END_OF_TEXT = "<|endoftext|>"
@@ -78,7 +75,7 @@ def time_ours(model, args, prompts, jit_compile: bool) -> tuple[float, dict]:
     settings = SamplingSettings(temperature=args.temperature, top_p=args.top_p, seed=0)
     generator = CompletionGenerator(
         model,
-        make_sampler(settings),
+        settings,
         max_new_tokens=args.max_new_tokens,
         stop_token_ids=(),  # exactly max_new_tokens per row, like the reference
         batch_size=args.batch_size,

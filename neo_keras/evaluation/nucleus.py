@@ -9,9 +9,7 @@ The tokens kept are the same: a token stays when the tokens more likely than it 
 
 from __future__ import annotations
 
-import keras
-import keras_hub
-from keras import ops, random
+from keras import ops
 
 # Each pass halves the interval holding the boundary: 2^-48 of the top probability is below
 # float32's resolution of the probabilities near it.
@@ -40,38 +38,3 @@ def nucleus_mask(probabilities, p: float):
 
     _, high = ops.fori_loop(0, _BISECTION_STEPS, halve, (low, high))
     return probabilities >= high
-
-
-@keras.saving.register_keras_serializable(package="neo_keras")
-class NucleusSampler(keras_hub.samplers.Sampler):
-    """Samples among the most likely tokens holding `p` of the probability mass.
-
-    The same distribution as `keras_hub.samplers.TopPSampler`, without its full sort.
-
-    Args:
-        p: the nucleus mass, in (0, 1].
-        k: when set, only the `k` most likely tokens are candidates (applied before `p`).
-        seed: seed of the random draws.
-        temperature: softmax temperature.
-    """
-
-    def __init__(self, p: float = 0.1, k: int | None = None, seed: int | None = None, **kwargs):
-        super().__init__(**kwargs)
-        self.p = p
-        self.k = k
-        self.seed = seed
-        self.seed_generator = random.SeedGenerator(seed)
-
-    def get_next_token(self, probabilities):
-        probabilities = ops.cast(probabilities, "float32")
-        if self.k:
-            kth = ops.top_k(probabilities, k=self.k, sorted=True)[0][:, -1:]
-            probabilities = ops.where(probabilities >= kth, probabilities, 0.0)
-        kept = ops.where(nucleus_mask(probabilities, self.p), probabilities, 0.0)
-        token = random.categorical(ops.log(kept), 1, seed=self.seed_generator, dtype="int32")
-        return ops.squeeze(token, axis=-1)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"p": self.p, "k": self.k, "seed": self.seed})
-        return config

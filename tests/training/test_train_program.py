@@ -354,7 +354,8 @@ def free_ports(count: int) -> list[int]:
 
 
 def test_two_workers_train_as_one_process(data_dir, tokenizer_dir, tmp_path):
-    """Two MultiWorkerMirrored processes sharing an output dir end where one process ends."""
+    """Two MultiWorkerMirrored processes sharing an output dir, and two replicas on a CPU split
+    by --cpu_devices, end where one process ends."""
     run = ["--train_steps=6", "--eval_every=3", "--save_every=3", "--dropout=0"]
 
     def argv(output_dir: Path, strategy: str) -> list[str]:
@@ -363,6 +364,9 @@ def test_two_workers_train_as_one_process(data_dir, tokenizer_dir, tmp_path):
 
     single, shared = tmp_path / "single", tmp_path / "two_workers"
     reference = run_program(argv(single, "cpu"))
+    # Two replicas in one process, on the host CPU split in two.
+    mirrored_dir = tmp_path / "two_replicas"
+    mirrored = run_program([*argv(mirrored_dir, "mirrored"), "--cpu_devices=2"])
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     workers = [
         run_program(
@@ -372,19 +376,21 @@ def test_two_workers_train_as_one_process(data_dir, tokenizer_dir, tmp_path):
         for i in range(2)
     ]
     outputs = []
-    for process in [reference, *workers]:
+    for process in [reference, *workers, mirrored]:
         output, _ = process.communicate(timeout=600)
         assert process.returncode == 0, output[-12000:]
         outputs.append(output)
+    outputs.pop()
     # A local output dir serves two workers only on a file system both see: they are told.
     assert "must be one file system they all see" not in outputs[0]
     assert all("must be one file system they all see" in output for output in outputs[1:])
 
     for name in ("latest", "best"):
         expected = GPTNeoCausalLM.from_preset(str(single / "checkpoints" / name))
-        actual = GPTNeoCausalLM.from_preset(str(shared / "checkpoints" / name))
-        for a, e in zip(actual.get_weights(), expected.get_weights(), strict=True):
-            np.testing.assert_allclose(a, e, atol=2e-5, rtol=0)
+        for run_dir in (shared, mirrored_dir):
+            actual = GPTNeoCausalLM.from_preset(str(run_dir / "checkpoints" / name))
+            for a, e in zip(actual.get_weights(), expected.get_weights(), strict=True):
+                np.testing.assert_allclose(a, e, atol=2e-5, rtol=0)
     # Only the chief wrote: one TensorBoard writer, one set of checkpoints.
     assert len(glob.glob(str(shared / "logs" / "train" / "events.out.tfevents.*"))) == 1
     assert saved_steps(shared) == saved_steps(single) == [3, 6]

@@ -205,6 +205,11 @@ class Sandbox:
             _warned_about_isolation = True
             warnings.warn(f"sandbox running without namespaces: {self.isolation}", stacklevel=3)
 
+    @property
+    def size(self) -> int:
+        """How many programs run at once: one per worker."""
+        return len(self.sample_uids)
+
     def __enter__(self) -> Sandbox:
         return self
 

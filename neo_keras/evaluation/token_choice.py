@@ -1,0 +1,117 @@
+"""The next token of every row, drawn with randomness that belongs to the row alone.
+
+A completion must depend only on the model, its prompt, the sampling settings, the seed, its
+task id and its sample index: never on the batch, bucket, replica or host that produced it, nor
+on whether the run was resumed. So no random state is carried from one draw to the next (as
+keras-hub's samplers carry a `SeedGenerator`, whose state also cannot be assigned inside a
+replica). Each row has a key, a hash of (seed, task id, sample index) made on the host by
+`row_keys`; its draw for its n-th new token is a counter-based function of (key, n), computed
+in the graph with 32-bit integer mixing, the same on every device.
+
+One uniform draw a row and step picks the token by inverting the cumulative distribution of
+the kept tokens: exact sampling of the categorical distribution at 2^-24 resolution, with one
+pass over the vocabulary and no sort. Top-k, then top-p (`nucleus.nucleus_mask`), then
+temperature shape the distribution; greedy decoding takes the most likely token.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from neo_keras.evaluation.nucleus import nucleus_mask
+
+# Murmur3's 32-bit finalizer constants, and the golden ratio step between counters.
+_MIX_1, _MIX_2, _GOLDEN = 0x85EBCA6B, 0xC2B2AE35, 0x9E3779B9
+_UNIFORM_BITS = 24
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingSettings:
+    """How the next token is chosen.
+
+    Args:
+        temperature: softmax temperature (> 0); ignored when `greedy`.
+        top_p: nucleus sampling keeps the smallest set of tokens with this much probability;
+            1.0 turns it off.
+        top_k: sample among the k most likely tokens; 0 turns it off.
+        greedy: always take the most likely token.
+        seed: with the task id and sample index, keys every draw of a row: the same seed
+            gives the same samples, however the rows are batched or spread.
+    """
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    greedy: bool = False
+    seed: int = 0
+
+    def __post_init__(self):
+        if not self.greedy and not self.temperature > 0:
+            raise ValueError(
+                f"temperature must be > 0 (got {self.temperature}); use greedy decoding for "
+                "temperature 0."
+            )
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1] (got {self.top_p}); 1 turns it off.")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0 (got {self.top_k}); 0 turns it off.")
+
+
+def row_keys(seed: int, task_ids: Sequence[str], sample_indices: Sequence[int]) -> np.ndarray:
+    """The key of each row, `[rows, 2]` uint32: a hash of (seed, task id, sample index)."""
+    keys = np.zeros((len(task_ids), 2), np.uint32)
+    for row, (task_id, sample) in enumerate(zip(task_ids, sample_indices, strict=True)):
+        digest = hashlib.blake2b(f"{seed}\0{task_id}\0{sample}".encode(), digest_size=8).digest()
+        keys[row] = np.frombuffer(digest, "<u4")
+    return keys
+
+
+def _mix(x: tf.Tensor) -> tf.Tensor:
+    """Murmur3's finalizer: each input bit flips each output bit with probability near 1/2."""
+    x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 16))
+    x = x * tf.constant(_MIX_1, tf.uint32)
+    x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 13))
+    x = x * tf.constant(_MIX_2, tf.uint32)
+    return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 16))
+
+
+def uniform_draws(keys: tf.Tensor, steps: tf.Tensor) -> tf.Tensor:
+    """Each row's draw in [0, 1) for its `steps`-th new token: `[rows]` float32.
+
+    Args:
+        keys: `[rows, 2]` uint32 from `row_keys`.
+        steps: `[rows]` int32, how many tokens the row has generated before this one.
+    """
+    counter = tf.cast(steps, tf.uint32) * tf.constant(_GOLDEN, tf.uint32)
+    bits = _mix(tf.bitwise.bitwise_xor(keys[:, 0], _mix(counter + keys[:, 1])))
+    top = tf.bitwise.right_shift(bits, 32 - _UNIFORM_BITS)
+    return tf.cast(top, tf.float32) * (1.0 / (1 << _UNIFORM_BITS))
+
+
+def choose_tokens(logits: tf.Tensor, draws: tf.Tensor, settings: SamplingSettings) -> tf.Tensor:
+    """The next token of each row, `[rows]` int32.
+
+    Args:
+        logits: `[rows, vocabulary]`.
+        draws: `[rows]` uniform draws in [0, 1) (`uniform_draws`); unused when greedy.
+        settings: temperature, top-k, top-p or greedy.
+    """
+    logits = tf.cast(logits, tf.float32)
+    if settings.greedy:
+        return tf.argmax(logits, axis=-1, output_type=tf.int32)
+    probabilities = tf.nn.softmax(logits / settings.temperature, axis=-1)
+    if settings.top_k:
+        kth = tf.math.top_k(probabilities, k=settings.top_k).values[:, -1:]
+        probabilities = tf.where(probabilities >= kth, probabilities, 0.0)
+    if settings.top_p < 1:
+        probabilities = tf.where(nucleus_mask(probabilities, settings.top_p), probabilities, 0.0)
+    cumulative = tf.cumsum(probabilities, axis=-1)
+    target = draws[:, None] * cumulative[:, -1:]
+    # The first token whose cumulative mass exceeds the target; tokens of no mass never are.
+    token = tf.reduce_sum(tf.cast(cumulative <= target, tf.int32), axis=-1)
+    return tf.minimum(token, tf.shape(logits)[-1] - 1)

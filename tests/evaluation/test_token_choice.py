@@ -1,0 +1,71 @@
+"""Token choice: each row's draws are its own, and tokens follow the shaped distribution."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from neo_keras.evaluation.token_choice import (
+    SamplingSettings,
+    choose_tokens,
+    row_keys,
+    uniform_draws,
+)
+
+PROBABILITIES = np.array([0.5, 0.3, 0.1, 0.06, 0.04], "float32")
+
+
+def draws_for(rows: int, step: int = 0, seed: int = 1) -> np.ndarray:
+    keys = row_keys(seed, [f"task/{r % 7}" for r in range(rows)], [r // 7 for r in range(rows)])
+    return np.asarray(uniform_draws(tf.constant(keys), tf.fill([rows], step)))
+
+
+def frequencies(settings: SamplingSettings, rows: int = 4000) -> np.ndarray:
+    logits = np.log(np.tile(PROBABILITIES, (rows, 1)))
+    tokens = np.asarray(choose_tokens(tf.constant(logits), tf.constant(draws_for(rows)), settings))
+    return np.bincount(tokens, minlength=len(PROBABILITIES)) / rows
+
+
+def test_a_rows_draws_depend_on_its_key_and_step_only():
+    keys = row_keys(0, ["HumanEval/0", "HumanEval/0", "HumanEval/1"], [0, 1, 0])
+    assert len({tuple(k) for k in keys}) == 3
+    # The same key and step draw the same, wherever the row sits and whatever is beside it.
+    alone = uniform_draws(tf.constant(keys[2:]), tf.constant([5]))
+    together = uniform_draws(tf.constant(keys[::-1]), tf.constant([5, 5, 5]))
+    assert float(alone[0]) == float(together[0])
+    compiled = tf.function(uniform_draws, jit_compile=True)(tf.constant(keys), tf.constant([5] * 3))
+    np.testing.assert_array_equal(np.asarray(compiled), np.asarray(together)[::-1])
+    assert not np.array_equal(draws_for(3, step=0), draws_for(3, step=1))
+    assert not np.array_equal(draws_for(3, seed=1), draws_for(3, seed=2))
+
+
+def test_draws_are_uniform():
+    draws = draws_for(20000)
+    assert draws.min() >= 0.0 and draws.max() < 1.0
+    counts = np.histogram(draws, bins=10, range=(0, 1))[0]
+    assert counts.min() > 1800 and counts.max() < 2200
+
+
+@pytest.mark.parametrize(
+    "settings, expected",
+    [
+        (SamplingSettings(), PROBABILITIES),
+        (SamplingSettings(top_k=2), [0.625, 0.375, 0, 0, 0]),
+        (SamplingSettings(top_p=0.7), [0.625, 0.375, 0, 0, 0]),
+        (SamplingSettings(top_p=0.95, top_k=2), [0.625, 0.375, 0, 0, 0]),
+        (SamplingSettings(temperature=0.5), PROBABILITIES**2 / (PROBABILITIES**2).sum()),
+        (SamplingSettings(greedy=True), [1, 0, 0, 0, 0]),
+    ],
+)
+def test_tokens_follow_the_shaped_distribution(settings, expected):
+    np.testing.assert_allclose(frequencies(settings), expected, atol=0.03)
+
+
+def test_settings_are_checked():
+    with pytest.raises(ValueError, match="temperature"):
+        SamplingSettings(temperature=0.0)
+    with pytest.raises(ValueError, match="top_p"):
+        SamplingSettings(top_p=1.5)
+    with pytest.raises(ValueError, match="top_k"):
+        SamplingSettings(top_k=-1)
