@@ -349,11 +349,13 @@ def run(config: flags.FlagValues) -> dict:
             benchmark, keys[host::hosts], source, progress, sandbox, config.progress
         )
         isolation = sandbox.isolation
+    details = source.details()
     extra = {
         "execution": {"isolation": isolation},
         "timing": timing,
+        "replicas": details.get("replicas"),  # None: nothing left to sample on this rerun
         "hosts": hosts,
-        "settings": {**settings, **source.details()},
+        "settings": {**settings, **details},
     }
     model_name = config.model_name or default_model_name(config)
     if hosts == 1:

@@ -29,6 +29,8 @@ from neo_keras.evaluation.scoring import Sample, Scorer, check_task_ids, summari
 SampleSource = Callable[[list[tuple[str, int]]], Iterator[list[Sample]]]
 DONE_FILE = "done"
 _WAIT_SECONDS = 10.0
+_VERDICTS_PER_WRITE = 256
+_SECONDS_PER_WRITE = 2.0
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +63,8 @@ class Progress:
             results.sample_of(row).key: results.verdict_of(row) for row in self._results_log.read()
         }
         self._settings_written = file_io.exists(self._settings_path)
+        self._pending: list[dict] = []
+        self._last_write = time.monotonic()
 
     def _own_files(self) -> list[str]:
         names = (results.SUMMARY_FILE, results.TABLE_FILE, results.SETTINGS_FILE, DONE_FILE)
@@ -114,9 +118,25 @@ class Progress:
             self.verdicts[sample.key] = results.verdict_of(row)
 
     def record_verdict(self, sample: Sample, verdict: Verdict, per_test: bool) -> None:
-        """Appends one verdict to results.jsonl, durably."""
-        self._results_log.append([results.result_row(sample, verdict, per_test)])
+        """Adds one verdict; results.jsonl gets it with others (see `flush_verdicts`)."""
         self.verdicts[sample.key] = verdict
+        self._pending.append(results.result_row(sample, verdict, per_test))
+        if (
+            len(self._pending) >= _VERDICTS_PER_WRITE
+            or time.monotonic() - self._last_write >= _SECONDS_PER_WRITE
+        ):
+            self.flush_verdicts()
+
+    def flush_verdicts(self) -> None:
+        """Appends the verdicts not yet written to results.jsonl, durably.
+
+        Verdicts are written a few hundred or a few seconds at a time: one write (a file part
+        on an object store) per verdict would cost more than judging at n = 200. A kill loses
+        at most those seconds of verdicts, which the rerun judges again.
+        """
+        self._results_log.append(self._pending)
+        self._pending = []
+        self._last_write = time.monotonic()
 
     def finish(self, keys: Sequence[tuple[str, int]], per_test: bool) -> tuple[list, list]:
         """Rewrites both files in the order of `keys`; returns their samples and verdicts."""
@@ -162,6 +182,7 @@ def evaluate(
             scorer.submit(samples)
         generated = time.perf_counter()
         scorer.wait()
+    progress.flush_verdicts()
     ended = time.perf_counter()
     judging = (scorer.first_submitted or ended, scorer.last_judged or ended)
     timing = {

@@ -89,7 +89,7 @@ def test_two_replicas_sample_the_same(model, reference, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert files(tmp_path) == files(reference[0])
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["settings"]["replicas"] == 2
+    assert summary["replicas"] == 2
     assert len(summary["settings"]["devices"]) == 2
 
 
