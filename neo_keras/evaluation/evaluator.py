@@ -184,13 +184,16 @@ def evaluate(
         scorer.wait()
     progress.flush_verdicts()
     ended = time.perf_counter()
-    judging = (scorer.first_submitted or ended, scorer.last_judged or ended)
+    first, last = scorer.first_submitted or ended, scorer.last_judged or ended
     timing = {
         "wall_seconds": ended - started,
         "generation_seconds": generated - started,
-        "execution_seconds": judging[1] - judging[0],
-        # Both at once: from the first sample judged until generation ended.
-        "overlap_seconds": max(0.0, min(generated, judging[1]) - judging[0]),
+        # The workers' judging time, as the wall time it takes all of them at once.
+        "execution_seconds": scorer.busy_seconds / scorer.workers,
+        # Samples were being judged while generation went on: first queued to generation end.
+        "overlap_seconds": max(0.0, min(generated, last) - first),
+        # What judging added after the last sample: the rest of the wall time.
+        "execution_after_generation_seconds": max(0.0, last - generated),
     }
     return {name: round(value, 2) for name, value in timing.items()}
 

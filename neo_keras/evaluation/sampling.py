@@ -236,18 +236,9 @@ class CompletionGenerator:
         The samples of a prompt share its prompt's cache, so the prompt runs through the
         model once rather than once per sample.
         """
-        backbone = self.model.backbone
-        shape = [
-            ops.shape(distinct_prompts)[0],
-            backbone.num_layers,
-            2,
-            ops.shape(token_ids)[1],
-            backbone.num_heads,
-            backbone.head_dim,
-        ]
-        cache = ops.zeros(shape, dtype=self.model.compute_dtype)
+        cache = self.model.empty_cache(ops.shape(distinct_prompts)[0], ops.shape(token_ids)[1])
         _, _, cache = self.model.call_with_cache(distinct_prompts, cache, 0)
-        return ops.take(cache, sources, axis=0)
+        return tf.nest.map_structure(lambda part: ops.take(part, sources, axis=0), cache)
 
     def _decode_steps(self, token_ids, cache, index, prompt_mask, prompt_lengths, keys, finished):
         """Up to `chunk_size` steps from position `index`; stops early once all rows finished."""

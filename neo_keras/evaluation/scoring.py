@@ -77,9 +77,12 @@ class Scorer:
         self._executor = concurrent.futures.ThreadPoolExecutor(sandbox.size)
         self._futures: list[concurrent.futures.Future] = []
         self._bar = tqdm(desc="judging", unit="sample", disable=not progress)
-        # perf_counter() when the first sample was queued, and when the last verdict came.
+        # perf_counter() when the first sample was queued and when the last verdict came, and
+        # the seconds the workers spent judging, summed over workers.
         self.first_submitted: float | None = None
         self.last_judged: float | None = None
+        self.busy_seconds = 0.0
+        self.workers = sandbox.size
 
     def submit(self, samples: Sequence[Sample]) -> list[concurrent.futures.Future]:
         """Queues `samples` for judging and returns at once: a future of each one's verdict."""
@@ -93,6 +96,7 @@ class Scorer:
         return futures
 
     def _judge(self, sample: Sample) -> Verdict:
+        started = time.perf_counter()
         problem = self._problems[sample.task_id]
         jobs = self._benchmark.jobs(problem, sample.completion)
         outcomes = [self._sandbox.run(job) for job in jobs]
@@ -101,6 +105,7 @@ class Scorer:
             if self._on_verdict is not None:
                 self._on_verdict(sample, verdict)
             self.last_judged = time.perf_counter()
+            self.busy_seconds += self.last_judged - started
             self._bar.update()
         return verdict
 

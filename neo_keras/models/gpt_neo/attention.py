@@ -112,9 +112,9 @@ class GPTNeoAttention(keras.layers.Layer):
         """Attends over `hidden_states` `[B, T, hidden]`.
 
         Without `cache`, the whole sequence attends to itself (`padding_mask` `[B, T]` hides
-        padded keys). With `cache` `[B, 2, max_length, heads, head_dim]`, the new keys and
-        values are written at `cache_update_index` and the queries attend over the cache;
-        returns `(output, updated_cache)` in that case.
+        padded keys). With `cache`, this layer's `(keys, values)`, each `[B, max_length, heads,
+        head_dim]`, the new keys and values are written at `cache_update_index` and the queries
+        attend over the cache; returns `(output, updated_cache)` in that case.
         """
         query = self._split_heads(self.query_dense(hidden_states))
         key = self._split_heads(self.key_dense(hidden_states))
@@ -126,9 +126,9 @@ class GPTNeoAttention(keras.layers.Layer):
             key_positions = query_positions
         else:
             start = [0, cache_update_index, 0, 0]
-            key = ops.slice_update(cache[:, 0, ...], start, key)
-            value = ops.slice_update(cache[:, 1, ...], start, value)
-            cache = ops.stack((key, value), axis=1)
+            key = ops.slice_update(cache[0], start, key)
+            value = ops.slice_update(cache[1], start, value)
+            cache = (key, value)
             query_positions = ops.arange(query_length) + cache_update_index
             key_positions = ops.arange(ops.shape(key)[1])
             padding_mask = None  # Right padding: the queries never reach unwritten slots.

@@ -156,7 +156,7 @@ class GPTNeoCausalLM(keras_hub.models.CausalLM):
         Args:
             token_ids: int `[B, T]`, the tokens at positions
                 `cache_update_index .. cache_update_index + T - 1`.
-            cache: `[B, num_layers, 2, max_length, num_heads, head_dim]`.
+            cache: the key/value cache (`empty_cache`).
             cache_update_index: position of the first token of `token_ids`.
 
         Returns:
@@ -164,26 +164,31 @@ class GPTNeoCausalLM(keras_hub.models.CausalLM):
         """
         x = self.backbone.embed(token_ids, start_index=cache_update_index)
         updated = []
-        for i, layer in enumerate(self.backbone.transformer_layers):
-            x, layer_cache = layer(x, cache=cache[:, i, ...], cache_update_index=cache_update_index)
+        for layer, layer_cache in zip(self.backbone.transformer_layers, cache, strict=True):
+            x, layer_cache = layer(x, cache=layer_cache, cache_update_index=cache_update_index)
             updated.append(layer_cache)
         hidden_states = self.backbone.layer_norm(x)
         logits = self.backbone.token_embedding(hidden_states, reverse=True)
-        return ops.cast(logits, "float32"), hidden_states, ops.stack(updated, axis=1)
+        return ops.cast(logits, "float32"), hidden_states, tuple(updated)
+
+    def empty_cache(self, batch_size, max_length) -> tuple:
+        """A zero key/value cache: per layer, `(keys, values)`, each `[batch_size, max_length,
+        num_heads, head_dim]`.
+
+        Kept per layer and apart, so that a decoding step writes its position in place. One
+        stacked `[B, layers, 2, ...]` tensor is rebuilt whole at every step: on a CPU that
+        doubled the step's time (248 against 123 ms at the 125M shape, 20 rows x 192 positions).
+        """
+        backbone = self.backbone
+        shape = [batch_size, max_length, backbone.num_heads, backbone.head_dim]
+        return tuple(
+            (ops.zeros(shape, dtype=self.compute_dtype), ops.zeros(shape, dtype=self.compute_dtype))
+            for _ in range(backbone.num_layers)
+        )
 
     def _build_cache(self, token_ids):
         """An empty cache for `token_ids` `[B, max_length]`, seeded by one pass over them."""
-        batch_size, max_length = ops.shape(token_ids)[0], ops.shape(token_ids)[1]
-        backbone = self.backbone
-        shape = [
-            batch_size,
-            backbone.num_layers,
-            2,
-            max_length,
-            backbone.num_heads,
-            backbone.head_dim,
-        ]
-        cache = ops.zeros(shape, dtype=self.compute_dtype)
+        cache = self.empty_cache(ops.shape(token_ids)[0], ops.shape(token_ids)[1])
         _, hidden_states, cache = self.call_with_cache(token_ids, cache, 0)
         return hidden_states, cache
 
