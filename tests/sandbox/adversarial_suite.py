@@ -217,6 +217,36 @@ HOSTILE = {
         "    return number % 1.0\n",
         {"failed"},
     ),
+    "lower_own_oom_score": (
+        "    with open('/proc/self/oom_score_adj') as f:\n"
+        "        print('oom_score_adj', f.read().strip())\n"
+        "    with open('/proc/self/oom_score_adj', 'w') as f:\n"
+        "        f.write('0')\n"
+        "    return number % 1.0\n",
+        {"failed"},
+    ),
+    "io_uring": (
+        "    import ctypes\n"
+        "    libc = ctypes.CDLL(None, use_errno=True)\n"
+        "    params = ctypes.create_string_buffer(120)\n"
+        "    ring = libc.syscall(425, 8, params)  # io_uring_setup: 425 on x86_64 and arm64\n"
+        "    if ring >= 0:\n"
+        "        return number % 1.0\n" + WRONG,
+        {"failed"},
+    ),
+    "unix_datagram_socketpair": (
+        "    import socket\n"
+        "    ends = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+        "    ends[0].sendto(b'leak', {unix_socket!r})\n"
+        "    return number % 1.0\n",
+        {"failed"},
+    ),
+    "vsock_socket": (
+        "    import socket\n"
+        "    socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)\n"
+        "    return number % 1.0\n",
+        {"failed"},
+    ),
     "write_to_host_fifo": (
         "    import os\n"
         "    fifo = os.open({fifo!r}, os.O_WRONLY | os.O_NONBLOCK)\n"

@@ -190,6 +190,8 @@ def test_hostile_completion_gets_the_right_failing_verdict(suite_run, name):
         ("read_parent_secret", "RuntimeError: None"),
         ("memfd_past_the_memory_limit", "PermissionError"),
         ("connect_to_host_unix_socket", "PermissionError"),
+        ("unix_datagram_socketpair", "PermissionError"),
+        ("vsock_socket", "PermissionError"),
         ("open_host_ptmx", "FileNotFoundError"),
     ],
 )
@@ -221,6 +223,12 @@ def test_servers_received_nothing(suite_run, server):
 
 def test_the_host_fifo_received_nothing(suite_run):
     assert suite_run.fifo_received == b""
+
+
+def test_samples_are_the_first_the_oom_killer_takes(suite_run):
+    case = suite_run.report["cases"]["lower_own_oom_score"]
+    assert "oom_score_adj 1000" in case["stdout_head"]
+    assert "PermissionError" in case["result"]  # and cannot lower it back
 
 
 def test_secret_never_reaches_a_sample(suite_run):

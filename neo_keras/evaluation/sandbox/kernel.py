@@ -177,6 +177,14 @@ def set_file_system_ids(uid: int, gid: int) -> None:
         raise OSError(f"setfsgid({gid}) did not take effect")
 
 
+def volunteer_for_oom_kill() -> None:
+    """Makes this process (and what it forks) the first the kernel's OOM killer takes, before
+    the evaluator or anything else of the host: an oom_score_adj of 1000. Any process may
+    raise its own."""
+    with open("/proc/self/oom_score_adj", "w") as f:
+        f.write("1000")
+
+
 def set_parent_death_signal(signum: int) -> None:
     """Asks the kernel to send `signum` to this process when its parent exits."""
     _prctl(_PR_SET_PDEATHSIG, signum, "prctl(PR_SET_PDEATHSIG)")
@@ -244,22 +252,25 @@ _SECCOMP_RET_ERRNO = 0x00050000
 _BPF_LOAD_WORD, _BPF_JUMP_IF_EQUAL, _BPF_JUMP_IF_AT_LEAST, _BPF_RETURN = 0x20, 0x15, 0x35, 0x06
 _X32_SYSCALL_BIT = 0x40000000
 _OFFSET_NR, _OFFSET_ARCH, _OFFSET_ARG0 = 0, 4, 16
-_AF_UNIX = 1
+# The only socket families a sample may open: those of its own, empty, network namespace.
+_INET_FAMILIES = (2, 10)  # AF_INET, AF_INET6
 
 
 @dataclasses.dataclass(frozen=True)
 class _Machine:
-    """A machine's audit arch and the system call numbers the filter refuses."""
+    """A machine's audit arch and the system call numbers the filter refuses or checks."""
 
     arch: int
-    refused: tuple[int, ...]  # memfd_create, shmget, semget, msgget, mq_open
+    # memfd_create, shmget, semget, msgget, mq_open, socketpair, io_uring_setup,
+    # io_uring_enter, io_uring_register
+    refused: tuple[int, ...]
     socket: int
 
 
 # Elsewhere no filter is installed.
 _MACHINES = {
-    "x86_64": _Machine(0xC000003E, (319, 29, 64, 68, 240), 41),
-    "aarch64": _Machine(0xC00000B7, (279, 194, 190, 186, 180), 198),
+    "x86_64": _Machine(0xC000003E, (319, 29, 64, 68, 240, 53, 425, 426, 427), 41),
+    "aarch64": _Machine(0xC00000B7, (279, 194, 190, 186, 180, 199, 425, 426, 427), 198),
 }
 
 
@@ -277,27 +288,46 @@ class _SockFprog(ctypes.Structure):
 
 
 def _seccomp_program(machine: _Machine) -> list[tuple]:
-    """Refuse (EPERM) the calls `machine.refused`, socket(AF_UNIX), and every call made
-    through another ABI (i386's int 0x80 on x86_64, x32 numbers): the same calls by
-    other numbers."""
-    refuse = (_BPF_RETURN, 0, 0, _SECCOMP_RET_ERRNO | errno_module.EPERM)
-    allow = (_BPF_RETURN, 0, 0, _SECCOMP_RET_ALLOW)
-    checks = [(_BPF_JUMP_IF_AT_LEAST, _X32_SYSCALL_BIT)]
-    checks += [(_BPF_JUMP_IF_EQUAL, number) for number in machine.refused]
-    program = [(_BPF_LOAD_WORD, 0, 0, _OFFSET_ARCH), (_BPF_JUMP_IF_EQUAL, 1, 0, machine.arch),
-               refuse, (_BPF_LOAD_WORD, 0, 0, _OFFSET_NR)]
-    # A jump skips that many instructions; past the remaining checks and the three
-    # instructions of the socket test lies the final refuse.
-    for index, (code, number) in enumerate(checks):
-        program.append((code, len(checks) - index + 2, 0, number))
-    program += [
-        (_BPF_JUMP_IF_EQUAL, 0, 3, machine.socket),
-        (_BPF_LOAD_WORD, 0, 0, _OFFSET_ARG0),
-        (_BPF_JUMP_IF_EQUAL, 0, 1, _AF_UNIX),
-        refuse,
-        allow,
+    """Refuse (EPERM) the calls `machine.refused`, a socket of any family but the inet ones,
+    and every call made through another ABI (i386's int 0x80 on x86_64, x32 numbers): the
+    same calls by other numbers.
+
+    Written with labels ("refuse", "allow") that `_resolve_jumps` turns into the forward
+    offsets classic BPF jumps take.
+    """
+    program = [
+        (_BPF_LOAD_WORD, 0, 0, _OFFSET_ARCH),
+        (_BPF_JUMP_IF_EQUAL, 0, "refuse", machine.arch),
+        (_BPF_LOAD_WORD, 0, 0, _OFFSET_NR),
+        (_BPF_JUMP_IF_AT_LEAST, "refuse", 0, _X32_SYSCALL_BIT),
+        *((_BPF_JUMP_IF_EQUAL, "refuse", 0, number) for number in machine.refused),
+        (_BPF_JUMP_IF_EQUAL, 0, "allow", machine.socket),
+        (_BPF_LOAD_WORD, 0, 0, _OFFSET_ARG0),  # the family, an int: the argument's low word
+        *((_BPF_JUMP_IF_EQUAL, "allow", 0, family) for family in _INET_FAMILIES),
+        ("refuse",),
+        (_BPF_RETURN, 0, 0, _SECCOMP_RET_ERRNO | errno_module.EPERM),
+        ("allow",),
+        (_BPF_RETURN, 0, 0, _SECCOMP_RET_ALLOW),
     ]
-    return program
+    return _resolve_jumps(program)
+
+
+def _resolve_jumps(program: list[tuple]) -> list[tuple]:
+    """Instructions with label operands made offsets (instructions to skip); labels dropped."""
+    labels, instructions = {}, []
+    for entry in program:
+        if len(entry) == 1:
+            labels[entry[0]] = len(instructions)
+        else:
+            instructions.append(entry)
+
+    def offset(target, index):
+        return labels[target] - index - 1 if isinstance(target, str) else target
+
+    return [
+        (code, offset(true, index), offset(false, index), k)
+        for index, (code, true, false, k) in enumerate(instructions)
+    ]
 
 
 def can_refuse_unbounded_calls() -> bool:
@@ -307,9 +337,11 @@ def can_refuse_unbounded_calls() -> bool:
 
 def refuse_unbounded_calls() -> bool:
     """Installs a seccomp filter that makes memfd_create, SysV IPC (shmget, semget,
-    msgget), mq_open, socket(AF_UNIX) and every call through a foreign ABI fail with
-    EPERM: memory they allocate escapes RLIMIT_AS, IPC objects outlive their creator,
-    and a unix socket can reach host services through any socket file in view. Needs
+    msgget), mq_open, io_uring, socketpair, socket() of any family but AF_INET and AF_INET6,
+    and every call through a foreign ABI fail with EPERM: memory they allocate escapes
+    RLIMIT_AS, IPC objects outlive their creator, io_uring does on the sample's behalf what
+    the filter would refuse it (IORING_OP_SOCKET opens a unix socket), a unix socket reaches
+    host services through any socket file in view, and vsock is not namespaced at all. Needs
     no_new_privs. Returns False where this machine's system call numbers are not known
     here."""
     machine = _MACHINES.get(os.uname().machine)

@@ -44,8 +44,8 @@ NAMESPACE_FLAGS = (
 SAMPLE_ID = 1000  # the sample's uid and gid inside its user namespace
 # Features travel comma-separated on the status pipe, so this one has no comma.
 SECCOMP_FEATURE = (
-    "seccomp: no memfd or SysV IPC or POSIX message queues or unix sockets or foreign "
-    "system call ABIs"
+    "seccomp: no memfd or SysV IPC or POSIX message queues or io_uring or socket but "
+    "inet ones (no unix or vsock socket or socketpair) or foreign system call ABIs"
 )
 SETUP_FAILED = "setup_failed"  # on the status pipe, which closes before the program runs
 _UNSHARED = b"U"

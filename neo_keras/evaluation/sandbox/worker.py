@@ -123,6 +123,9 @@ def main(config_json: str) -> None:
     """Entry point of the worker process; `config_json` comes from pool.Sandbox."""
     config = json.loads(config_json)
     control_in, control_out = _take_control_pipes()
+    # Inherited by the template and every sample: under memory pressure the kernel kills
+    # them before the evaluator (a killed worker is replaced, its sample reported crashed).
+    kernel.volunteer_for_oom_kill()
     for name in PRELOADED_MODULES:
         importlib.import_module(name)
     # Opened here so that the template inherits them.
