@@ -225,6 +225,12 @@ HOSTILE = {
         "    return number % 1.0\n",
         {"failed"},
     ),
+    "open_device_node_in_view": (
+        "    with open({device!r}, 'rb') as device:\n"
+        "        device.read(1)\n"
+        "    return number % 1.0\n",
+        {"failed"},
+    ),
     "io_uring": (
         "    import ctypes\n"
         "    libc = ctypes.CDLL(None, use_errno=True)\n"
@@ -390,6 +396,7 @@ def main(config: dict) -> dict:
     daemon_file = os.path.join(config["marker_dir"], "daemon.txt")
     names = {"marker": config["marker"], "port": config["port"],
              "unix_socket": config["unix_socket"], "fifo": config["fifo"],
+             "device": config["device"],
              "secret_name": config["secret_name"], "daemon_file": daemon_file}
     report: dict = {"cases": {}, "expected": {}}
     with Sandbox(limits=LIMITS, workers=2) as sandbox:

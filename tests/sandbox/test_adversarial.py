@@ -15,6 +15,7 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -138,10 +139,14 @@ def suite_run(tmp_path_factory) -> SuiteRun:
     unix_server = RecordingServer(marker_dir / "service.sock")
     fifo = RecordingFifo(marker_dir / "service.fifo")
     secret = secrets.token_hex(16)
+    # A device node (a copy of /dev/zero) where every sample sees it: in the standard library.
+    device = Path(os.__file__).parent / f"neo-keras-sandbox-device-{secret[:8]}"
+    os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 5))
+    device.chmod(0o666)
     report_path = tmp_path_factory.mktemp("adversarial") / "report.json"
     config = {"marker_dir": str(marker_dir), "marker": str(marker), "port": server.port,
               "unix_socket": str(marker_dir / "service.sock"),
-              "fifo": str(marker_dir / "service.fifo"),
+              "fifo": str(marker_dir / "service.fifo"), "device": str(device),
               "secret_name": SECRET_NAME, "report": str(report_path)}
     process = subprocess.Popen(
         [sys.executable, str(SUITE), json.dumps(config)],
@@ -158,6 +163,7 @@ def suite_run(tmp_path_factory) -> SuiteRun:
         _, stderr = process.communicate()
         pytest.fail(f"the adversarial suite overran {OUTER_TIMEOUT_S} s: {stderr[-3000:]!r}")
     finally:
+        device.unlink()
         server.close()
         unix_server.close()
         fifo_received = fifo.received()
@@ -193,6 +199,7 @@ def test_hostile_completion_gets_the_right_failing_verdict(suite_run, name):
         ("unix_datagram_socketpair", "PermissionError"),
         ("vsock_socket", "PermissionError"),
         ("open_host_ptmx", "FileNotFoundError"),
+        ("open_device_node_in_view", "PermissionError"),
     ],
 )
 def test_failures_name_the_exception(suite_run, name, exception):

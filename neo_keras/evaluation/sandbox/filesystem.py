@@ -166,10 +166,13 @@ class _Root:
             os.close(fd)
 
     def become_root(self) -> None:
-        """Puts the assembled tree at / and makes all of it read-only."""
+        """Puts the assembled tree at / and makes all of it read-only, nosuid and nodev but
+        for the minimal /dev's own nodes."""
         os.chdir(self.path)
         kernel.pivot_root_here()
         kernel.make_mount_tree_read_only("/")
+        for name in DEVICES:
+            kernel.allow_device_node(f"/dev/{name}")
 
 
 def _tmpfs_owner(uid: int, gid: int) -> str:

@@ -23,6 +23,7 @@ MS_PRIVATE = 0x40000
 
 _MOUNT_ATTR_RDONLY = 0x1
 _MOUNT_ATTR_NOSUID = 0x2
+_MOUNT_ATTR_NODEV = 0x4
 _AT_FDCWD = -100
 _AT_RECURSIVE = 0x8000
 # New system calls share one number on every architecture since Linux 5.1.
@@ -157,8 +158,16 @@ def _mount_setattr(path: str, flags: int, attr_set: int, attr_clr: int) -> None:
 
 
 def make_mount_tree_read_only(path: str) -> None:
-    """Makes every mount at or below `path` read-only and nosuid (this namespace only)."""
-    _mount_setattr(path, _AT_RECURSIVE, _MOUNT_ATTR_RDONLY | _MOUNT_ATTR_NOSUID, 0)
+    """Makes every mount at or below `path` read-only, nosuid and nodev (this namespace only):
+    no device node anywhere in it opens, whatever directory it was placed in."""
+    _mount_setattr(
+        path, _AT_RECURSIVE, _MOUNT_ATTR_RDONLY | _MOUNT_ATTR_NOSUID | _MOUNT_ATTR_NODEV, 0
+    )
+
+
+def allow_device_node(path: str) -> None:
+    """Lets the device node bound at `path` (its own mount) open again."""
+    _mount_setattr(path, 0, 0, _MOUNT_ATTR_NODEV)
 
 
 def make_mount_writable(path: str) -> None:
