@@ -225,6 +225,13 @@ HOSTILE = {
         "    return number % 1.0\n",
         {"failed"},
     ),
+    "write_to_visible_fifo": (
+        "    import os\n"
+        "    fifo = os.open({visible_fifo!r}, os.O_WRONLY | os.O_NONBLOCK)\n"
+        "    os.write(fifo, b'leak')\n"
+        "    return number % 1.0\n",
+        {"failed"},
+    ),
     "open_device_node_in_view": (
         "    with open({device!r}, 'rb') as device:\n"
         "        device.read(1)\n"
@@ -396,7 +403,7 @@ def main(config: dict) -> dict:
     daemon_file = os.path.join(config["marker_dir"], "daemon.txt")
     names = {"marker": config["marker"], "port": config["port"],
              "unix_socket": config["unix_socket"], "fifo": config["fifo"],
-             "device": config["device"],
+             "device": config["device"], "visible_fifo": config["visible_fifo"],
              "secret_name": config["secret_name"], "daemon_file": daemon_file}
     report: dict = {"cases": {}, "expected": {}}
     with Sandbox(limits=LIMITS, workers=2) as sandbox:

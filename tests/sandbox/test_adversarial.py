@@ -75,6 +75,7 @@ class RecordingFifo:
     """A FIFO at `path` that anyone may write to; `received()` reads what was written."""
 
     def __init__(self, path: Path) -> None:
+        self.path = path
         os.mkfifo(path)
         path.chmod(0o666)
         self._reader = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
@@ -143,10 +144,13 @@ def suite_run(tmp_path_factory) -> SuiteRun:
     device = Path(os.__file__).parent / f"neo-keras-sandbox-device-{secret[:8]}"
     os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 5))
     device.chmod(0o666)
+    # And a FIFO beside it, which read-only mounts do not stop a writer from opening.
+    visible_fifo = RecordingFifo(Path(os.__file__).parent / f"neo-keras-sandbox-fifo-{secret[:8]}")
     report_path = tmp_path_factory.mktemp("adversarial") / "report.json"
     config = {"marker_dir": str(marker_dir), "marker": str(marker), "port": server.port,
               "unix_socket": str(marker_dir / "service.sock"),
               "fifo": str(marker_dir / "service.fifo"), "device": str(device),
+              "visible_fifo": str(visible_fifo.path),
               "secret_name": SECRET_NAME, "report": str(report_path)}
     process = subprocess.Popen(
         [sys.executable, str(SUITE), json.dumps(config)],
@@ -164,13 +168,16 @@ def suite_run(tmp_path_factory) -> SuiteRun:
         pytest.fail(f"the adversarial suite overran {OUTER_TIMEOUT_S} s: {stderr[-3000:]!r}")
     finally:
         device.unlink()
+        visible_fifo_received = visible_fifo.received()
+        visible_fifo.close()
+        visible_fifo.path.unlink()
         server.close()
         unix_server.close()
         fifo_received = fifo.received()
         fifo.close()
     assert process.returncode == 0, stderr.decode(errors="replace")[-5000:]
     run = SuiteRun(json.loads(report_path.read_text()), marker, marker_dir, server, unix_server,
-                   fifo_received, secret, process.pid)
+                   fifo_received + visible_fifo_received, secret, process.pid)
     yield run
     shutil.rmtree(marker_dir, ignore_errors=True)
 
@@ -200,6 +207,7 @@ def test_hostile_completion_gets_the_right_failing_verdict(suite_run, name):
         ("vsock_socket", "PermissionError"),
         ("open_host_ptmx", "FileNotFoundError"),
         ("open_device_node_in_view", "PermissionError"),
+        ("write_to_visible_fifo", "PermissionError"),
     ],
 )
 def test_failures_name_the_exception(suite_run, name, exception):

@@ -37,6 +37,7 @@ def test_isolation_uses_namespaces_here(sandbox):
     assert "own /proc" in sandbox.isolation
     assert "a memory cgroup around each sample" in sandbox.isolation
     assert "seccomp: no memfd" in sandbox.isolation
+    assert "landlock: writes only to its private directories" in sandbox.isolation
 
 
 def test_canonical_solution_passes(sandbox, problem):

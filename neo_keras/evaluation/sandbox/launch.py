@@ -47,6 +47,7 @@ SECCOMP_FEATURE = (
     "seccomp: no memfd or SysV IPC or POSIX message queues or io_uring or socket but "
     "inet ones (no unix or vsock socket or socketpair) or foreign system call ABIs"
 )
+LANDLOCK_FEATURE = "landlock: writes only to its private directories and /dev's nodes"
 SETUP_FAILED = "setup_failed"  # on the status pipe, which closes before the program runs
 _UNSHARED = b"U"
 _GO = b"G"
@@ -132,6 +133,10 @@ def _become_sample(
         confinement.reset_environment(work_directory)
         confinement.apply_resource_limits(spec.limits)
         refused = kernel.refuse_unbounded_calls()
+        # In its own view only: elsewhere "/tmp" would be the host's.
+        walled = features is not None and kernel.restrict_file_access(
+            filesystem.PRIVATE_DIRECTORIES, [f"/dev/{name}" for name in filesystem.DEVICES]
+        )
         header = job_file.read_header(job_fd)
     except BaseException as error:
         _write_setup_failure(status_fd, error)
@@ -139,6 +144,8 @@ def _become_sample(
     if features is not None:
         if refused:
             features = [*features, SECCOMP_FEATURE]
+        if walled:
+            features = [*features, LANDLOCK_FEATURE]
         os.write(status_fd, _status_line("ready", ",".join(features)))
     os.close(status_fd)
     _run_job(job_fd, header, report_fd)
