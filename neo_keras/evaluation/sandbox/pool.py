@@ -126,7 +126,8 @@ def _describe(mode: str, hello: dict, host_ids: list[int]) -> str:
         extras = "".join(f"; {feature}" for feature in hello["features"]) + memory
         visible = " ".join(hello["visible"])
         return (
-            "namespaces: user, pid, net, mount, ipc; a root of its own, read-only, with only "
+            "namespaces: user, pid, net, mount, ipc; a root of its own, read-only, nosuid and "
+            "nodev, with only "
             f"{visible} of the host, private /tmp and /dev/shm and a minimal /dev{extras}; "
             "runs as uid "
             f"{hello['sample_id']} in its namespace ({ids}); no capabilities; rlimits; "
