@@ -15,7 +15,7 @@ import resource
 import sys
 import time
 
-from neo_keras.evaluation.humaneval import check_job, load_problems
+from neo_keras.evaluation.humaneval import check_job, load_problems, problems_file
 from neo_keras.evaluation.sandbox import Job, Limits, Sandbox
 
 PROBLEM = "HumanEval/2"  # truncate_number(number) -> number % 1.0
@@ -225,6 +225,19 @@ HOSTILE = {
         "    return number % 1.0\n",
         {"failed"},
     ),
+    "read_the_answer_key": (
+        "    import gzip, json\n"
+        "    with gzip.open({answer_key!r}, 'rt') as f:\n"
+        "        problems = [json.loads(line) for line in f]\n"
+        "    return number % 1.0\n",
+        {"failed"},
+    ),
+    # Not hostile: what APPS solutions may import stays importable.
+    "uses_numpy": (
+        "    import numpy\n"
+        "    return float(numpy.float64(number) % 1.0)\n",
+        {"passed"},
+    ),
     "write_to_visible_fifo": (
         "    import os\n"
         "    fifo = os.open({visible_fifo!r}, os.O_WRONLY | os.O_NONBLOCK)\n"
@@ -404,6 +417,7 @@ def main(config: dict) -> dict:
     names = {"marker": config["marker"], "port": config["port"],
              "unix_socket": config["unix_socket"], "fifo": config["fifo"],
              "device": config["device"], "visible_fifo": config["visible_fifo"],
+             "answer_key": problems_file(),
              "secret_name": config["secret_name"], "daemon_file": daemon_file}
     report: dict = {"cases": {}, "expected": {}}
     with Sandbox(limits=LIMITS, workers=2) as sandbox:

@@ -208,6 +208,7 @@ def test_hostile_completion_gets_the_right_failing_verdict(suite_run, name):
         ("open_host_ptmx", "FileNotFoundError"),
         ("open_device_node_in_view", "PermissionError"),
         ("write_to_visible_fifo", "PermissionError"),
+        ("read_the_answer_key", "FileNotFoundError"),
     ],
 )
 def test_failures_name_the_exception(suite_run, name, exception):

