@@ -213,7 +213,7 @@ def report(
     dataset = benchmark.name
     if extra.get("partial"):
         dataset += f" (partial: {extra['partial']})"
-    table = results.table(model_name, dataset, metrics["pass_at_k"])
+    table = results.table(model_name, dataset, metrics)
     summary = {
         "model": model_name,
         "dataset": benchmark.name,

@@ -197,16 +197,31 @@ def format_percent(value: float | None) -> str:
     return NOT_COMPUTABLE if value is None else f"{100 * value:.2f}%"
 
 
-def table(model: str, dataset: str, pass_at_k: dict[str, float | None]) -> str:
-    """A markdown table (header, rule, one row): model, dataset, then each pass@k."""
-    header = ["model", "dataset", *pass_at_k]
-    row = [model, dataset, *(format_percent(v) for v in pass_at_k.values())]
-    return "\n".join(
-        [
-            "| " + " | ".join(header) + " |",
-            "|" + "|".join("---" for _ in header) + "|",
-            "| " + " | ".join(row) + " |",
+def table(model: str, dataset: str, metrics: dict) -> str:
+    """A markdown table: model, dataset, then each pass@k, one row.
+
+    For APPS-like metrics (`strict_accuracy`, `test_case_average` in `metrics`) those two
+    columns follow, and each group of `metrics["by_group"]` (a difficulty) gets a row of its own.
+    """
+    per_test = "strict_accuracy" in metrics
+    header = ["model", "dataset", *metrics["pass_at_k"]]
+    if per_test:
+        header += ["strict accuracy", "test-case average"]
+
+    def row(name: str, figures: dict) -> str:
+        values = list(figures["pass_at_k"].values())
+        if per_test:
+            values += [figures["strict_accuracy"], figures["test_case_average"]]
+        return "| " + " | ".join([model, name, *map(format_percent, values)]) + " |"
+
+    rows = [row(dataset, metrics)]
+    if per_test:
+        rows += [
+            row(f"{dataset}, {group}", figures)
+            for group, figures in metrics.get("by_group", {}).items()
         ]
+    return "\n".join(
+        ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|", *rows]
     )
 
 

@@ -162,6 +162,14 @@ def test_cli_scores_an_apps_samples_file(tmp_path):
     )
     assert summary["dataset"] == "APPS"
     assert summary["strict_accuracy"] == pytest.approx((1 / 2 + 1) / 2)
+    # The table shows the APPS metrics overall and per difficulty, as the console prints it.
+    table = (tmp_path / "out" / "table.md").read_text().splitlines()
+    assert table[0].endswith("| pass@1 | strict accuracy | test-case average |")
+    assert (
+        table[2]
+        == f"| samples.jsonl | APPS | 75.00% | 75.00% | {100 * summary['test_case_average']:.2f}% |"
+    )
+    assert [line.split(" | ")[1] for line in table[3:]] == ["APPS, competition", "APPS, interview"]
     with open(tmp_path / "out" / "results.jsonl") as f:
         results = [json.loads(line) for line in f]
     assert [r["passed"] for r in results] == [True, True, False]
