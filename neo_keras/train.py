@@ -14,7 +14,7 @@ import sys
 
 from absl import app, flags, logging
 
-from neo_keras.training.run import ConfigurationError, TrainConfig
+from neo_keras.training.run import CHOICES, ConfigurationError, TrainConfig
 
 _HELP = {
     "output_dir": "Where checkpoints, logs and run_config.json go (local path or gs://).",
@@ -33,7 +33,7 @@ _HELP = {
     "eval_every": "Steps between validation passes (and best/latest presets).",
     "eval_steps": "Validation batches per pass; all of the split when unset.",
     "save_every": "Steps between resumable checkpoints.",
-    "optimizer": "adamw or adafactor.",
+    "optimizer": "Optimizer.",
     "schedule": "cosine (warmup then cosine), linear (warmup then linear to 0), or constant.",
     "learning_rate": "Peak learning rate.",
     "end_learning_rate": "Final learning rate of the cosine schedule.",
@@ -44,13 +44,13 @@ _HELP = {
     "epsilon": "Adam epsilon.",
     "weight_decay": "Decoupled weight decay (not on biases, LayerNorm or embeddings).",
     "clip_norm": "Global-norm gradient clipping; 0 disables it.",
-    "mixed_precision": "float32 or bfloat16 (mixed: float32 variables, bfloat16 compute).",
+    "mixed_precision": "bfloat16 is mixed: float32 variables, bfloat16 compute.",
     "remat": "Recompute activations in the backward pass to save memory.",
     "loss_chunk_size": "LM head and loss over this many positions at a time (0: all at once): "
     "one chunk's logits in memory instead of the sequence's.",
     "accelerator": "Hardware the run is sized for, as a TPU type (v3-8, v4-32) or GPUs "
     "(8xa100-80gb): the step's memory plan is checked against one of its replicas.",
-    "strategy": "auto, tpu, mirrored, multi_worker or cpu.",
+    "strategy": "Where training runs; auto picks a TPU, a TF_CONFIG cluster or several GPUs.",
     "cpu_devices": "Split the host CPU into this many devices, each a replica under "
     "--strategy=mirrored (to run the multi-replica path on any machine); 0 leaves it whole.",
     "tpu": "TPU name or grpc:// address; one that cannot be reached is an error.",
@@ -70,7 +70,9 @@ def _define_flags() -> None:
         required = default is dataclasses.MISSING
         default = None if required else default
         kind = str(field.type)
-        if "bool" in kind:
+        if field.name in CHOICES:
+            flags.DEFINE_enum(field.name, default, CHOICES[field.name], _HELP[field.name])
+        elif "bool" in kind:
             flags.DEFINE_bool(field.name, default, _HELP[field.name])
         elif "int" in kind:
             flags.DEFINE_integer(field.name, default, _HELP[field.name])

@@ -14,7 +14,14 @@ import tensorflow as tf
 from absl import logging
 
 from neo_keras import file_io
-from neo_keras.accelerators import distribute, is_chief, is_tpu, make_strategy, worker_count
+from neo_keras.accelerators import (
+    STRATEGIES,
+    distribute,
+    is_chief,
+    is_tpu,
+    make_strategy,
+    worker_count,
+)
 from neo_keras.models.gpt_neo import GPTNeoBackbone, GPTNeoCausalLM, presets
 from neo_keras.training import callbacks as run_callbacks
 from neo_keras.training.lm_trainer import CausalLMTrainer
@@ -80,6 +87,15 @@ class TrainConfig:
     log_every: int = 1
     verbose: int = 1
 
+
+# The fields that take one of a few values: their flags are enums, so a typo is refused as
+# the command line is parsed.
+CHOICES = {
+    "optimizer": ("adamw", "adafactor"),
+    "schedule": ("cosine", "linear", "constant"),
+    "mixed_precision": ("float32", "bfloat16"),
+    "strategy": STRATEGIES,
+}
 
 # Settings that may change between a run and its resumption; every other one must match.
 # Memory savers (remat, loss chunks, micro-batches) change how a step is computed, not its value.

@@ -270,8 +270,15 @@ def test_indivisible_batch_is_refused(data_dir, tokenizer_dir, tmp_path):
 
 @pytest.mark.parametrize(
     "argv, message",
-    [(["--no_such_flag=1"], "no_such_flag"), (["--flagfile=/nonexistent.flags"], "nonexistent")],
-    ids=["unknown_flag", "missing_flagfile"],
+    [
+        (["--no_such_flag=1"], "no_such_flag"),
+        (["--flagfile=/nonexistent.flags"], "nonexistent"),
+        (["--optimizer=adamm"], "value should be one of <adamw|adafactor>"),
+        (["--schedule=cosin"], "value should be one of <cosine|linear|constant>"),
+        (["--mixed_precision=bf16"], "value should be one of <float32|bfloat16>"),
+        (["--strategy=gpu"], "value should be one of <auto|tpu|mirrored|multi_worker|cpu>"),
+    ],
+    ids=["unknown_flag", "missing_flagfile", "optimizer", "schedule", "precision", "strategy"],
 )
 def test_bad_command_lines_are_refused(argv, message):
     import neo_keras.train  # noqa: F401
