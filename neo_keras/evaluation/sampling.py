@@ -466,8 +466,9 @@ class CompletionGenerator:
                 token_ids, cache, index, *inputs["rest"], self._per_replica(finished)
             )
             ids, positions = self._local(token_ids), self._local(index)
+            stopped = self._local(in_graph_finished)
             for b, batch in enumerate(packed):
-                finished[b] |= self._local(in_graph_finished)[b]
+                finished[b] |= stopped[b]
                 self._retire_rows(
                     batch, ids[b], int(positions[b]), finished[b], completions[b], stop_sequences
                 )
