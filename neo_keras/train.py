@@ -91,6 +91,7 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     from neo_keras.accelerators import AcceleratorError, split_host_cpu
+    from neo_keras.data.pipeline import DatasetNotBuiltError
     from neo_keras.training.run import train
 
     # Our progress notes (resumption, validation) at INFO; TensorFlow's own INFO chatter off.
@@ -104,8 +105,9 @@ def main(argv: list[str]) -> None:
         if config.cpu_devices:
             split_host_cpu(config.cpu_devices)
         final = train(config)
-    except (ConfigurationError, AcceleratorError) as error:
-        logging.error("%s", error)
+    # Expected failures: their message says what to do, and a traceback (with TFDS's list of
+    # every dataset it knows, for an unbuilt one) would bury it.
+    except (ConfigurationError, AcceleratorError, DatasetNotBuiltError) as error:
         sys.exit(f"error: {error}")
     logging.info("Finished: %s", final)
 

@@ -252,6 +252,21 @@ def test_unbuilt_dataset_names_the_build_command(data_dir, tokenizer_dir, tmp_pa
         train(config)
 
 
+def test_an_unbuilt_dataset_is_a_few_lines_that_name_the_build_command(
+    data_dir, tokenizer_dir, tmp_path
+):
+    argv = tiny_overrides(data_dir, tokenizer_dir, str(tmp_path / "run"))
+    program = run_program([*argv, "--dataset=codeclippy/dedup"])
+    output, _ = program.communicate(timeout=300)
+    assert program.returncode == 1, output
+    assert "Traceback" not in output
+    assert f"tfds build data_builders/codeclippy --config=dedup --data_dir={data_dir}" in output
+    # TensorFlow's C++ start-up lines aside, what is left is TFDS's one line and the error.
+    ours = [line for line in output.strip().splitlines()
+            if not line.startswith(("I0000", "E0000", "W0000", "WARNING: All log messages"))]
+    assert len(ours) <= 5, output
+
+
 def test_a_loss_chunk_that_does_not_divide_the_sequence_is_refused(
     data_dir, tokenizer_dir, tmp_path
 ):
