@@ -141,11 +141,13 @@ def _load_from_tfds(data_dir: str) -> list[AppsProblem]:
     try:
         builder = tfds.builder(TFDS_NAME, data_dir=data_dir)
         records = tfds.as_numpy(builder.as_dataset(split="test"))
-    except Exception as error:  # TFDS raises several unrelated types for a missing dataset.
+    # TFDS raises several unrelated types for a missing dataset, with its whole list of
+    # datasets in the text: the message says what is missing and how to build it instead.
+    except Exception as error:
         raise FileNotFoundError(
             f"No APPS test problems at {data_dir!r}: give an extracted APPS release (with a "
             f"test/ folder) or a TFDS data_dir where {TFDS_NAME!r} was prepared "
-            f"(tfds build data_builders/apps --config=eval). ({error})"
+            f"(tfds build data_builders/apps --config=eval --data_dir={data_dir})."
         ) from error
     problems = []
     for record in records:
