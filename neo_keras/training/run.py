@@ -126,8 +126,13 @@ _MAX_LAYERS = 256
 def check_output_dir(config: TrainConfig) -> bool:
     """Returns True when `output_dir` holds this run already (a resumption).
 
-    Raises `ConfigurationError` when it holds a run of another configuration.
+    Raises `ConfigurationError` when it holds a run of another configuration, or is a file.
     """
+    if tf.io.gfile.exists(config.output_dir) and not tf.io.gfile.isdir(config.output_dir):
+        raise ConfigurationError(
+            f"--output_dir={config.output_dir} is a file, not a directory: give a directory "
+            "for the run's checkpoints and logs (a new one, or the run's to resume it)."
+        )
     path = os.path.join(config.output_dir, RUN_CONFIG_FILE)
     if not tf.io.gfile.exists(path):
         return False

@@ -276,6 +276,15 @@ def test_a_loss_chunk_that_does_not_divide_the_sequence_is_refused(
     assert not (tmp_path / "run_config.json").exists()
 
 
+def test_an_output_dir_that_is_a_file_is_refused_and_kept(data_dir, tokenizer_dir, tmp_path):
+    output = tmp_path / "notes.txt"
+    output.write_text("mine\n")
+    config = base_config(data_dir, tokenizer_dir, output)
+    with pytest.raises(ConfigurationError, match="notes.txt is a file, not a directory"):
+        train(config)
+    assert output.read_text() == "mine\n"
+
+
 def test_indivisible_batch_is_refused(data_dir, tokenizer_dir, tmp_path):
     config = base_config(data_dir, tokenizer_dir, tmp_path, batch_size=6, micro_batch_size=4)
     with pytest.raises(ConfigurationError, match="multiple of --micro_batch_size=4"):
