@@ -89,9 +89,10 @@ def host_of_cluster() -> tuple[int, int]:
     config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
     task = config.get("task", {})
     chiefs = len(config.get("cluster", {}).get("chief", []))
+    hosts = max(worker_count(), 1)
     if task.get("type") == "worker":
-        return chiefs + int(task.get("index", 0)), max(worker_count(), 1)
-    return 0, max(worker_count(), 1)
+        return chiefs + int(task.get("index", 0)), hosts
+    return 0, hosts
 
 
 def _tpu_attached() -> bool:

@@ -194,6 +194,8 @@ class ModelSamples:
     Nothing is loaded until the first call: a resumed run that has every sample skips it.
     """
 
+    partial = None  # every problem is sampled
+
     def __init__(self, config: flags.FlagValues, benchmark, stops: tuple[str, ...]):
         from neo_keras.checkpoints import resolve_model_source
 
@@ -322,8 +324,8 @@ class FileSamples:
 
 
 def _partial_coverage(config: flags.FlagValues, benchmark, answered: set[str]) -> str | None:
-    """ "N of M problems" when a samples file answers only some problems (with
-    --allow_partial); None when it answers all. Raises ValueError otherwise."""
+    """How much of the benchmark a samples file answers, as "N of M problems", when only part
+    of it and --allow_partial; None when all of it. Raises ValueError otherwise."""
     tasks = [benchmark.task_id(p) for p in benchmark.problems]
     missing = [task for task in tasks if task not in answered]
     if not missing:
@@ -355,7 +357,6 @@ def run(config: flags.FlagValues) -> dict:
     else:
         source = ModelSamples(config, benchmark, stop_sequences(config, benchmark))
         keys = evaluator.sample_keys(benchmark, config.num_samples)
-    partial = getattr(source, "partial", None)
     settings = {
         **source.settings,
         "dataset": config.dataset,
@@ -381,7 +382,7 @@ def run(config: flags.FlagValues) -> dict:
         "timing": timing,
         "replicas": details.get("replicas"),  # None: nothing left to sample on this rerun
         "hosts": hosts,
-        "partial": partial,
+        "partial": source.partial,
         "settings": {**settings, **details},
     }
     model_name = config.model_name or default_model_name(config)

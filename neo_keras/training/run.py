@@ -128,7 +128,7 @@ def check_output_dir(config: TrainConfig) -> bool:
 
     Raises `ConfigurationError` when it holds a run of another configuration, or is a file.
     """
-    if tf.io.gfile.exists(config.output_dir) and not tf.io.gfile.isdir(config.output_dir):
+    if file_io.isfile(config.output_dir):
         raise ConfigurationError(
             f"--output_dir={config.output_dir} is a file, not a directory: give a directory "
             "for the run's checkpoints and logs (a new one, or the run's to resume it)."
