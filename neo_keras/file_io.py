@@ -88,14 +88,19 @@ def read_text(path: str) -> str:
 
 
 def write_text(path: str, text: str) -> None:
-    """Writes `text` to a temporary sibling, then renames it over `path`."""
+    """Writes `text` (UTF-8) to a temporary sibling, then renames it over `path`."""
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_bytes(path: str, content: bytes) -> None:
+    """Writes `content` to a temporary sibling, then renames it over `path`."""
     parent = os.path.dirname(path)
     if parent:
         tf.io.gfile.makedirs(parent)
     partial = os.path.join(parent, f".{os.path.basename(path)}.partial-{uuid.uuid4().hex[:8]}")
     try:
-        with tf.io.gfile.GFile(partial, "w") as f:
-            f.write(text)
+        with tf.io.gfile.GFile(partial, "wb") as f:
+            f.write(content)
         tf.io.gfile.rename(partial, path, overwrite=True)
     except BaseException:
         if tf.io.gfile.exists(partial):

@@ -60,7 +60,8 @@ _HELP = {
     "shuffle_buffer": "Examples in the shuffle buffer.",
     "peak_tflops": "Peak TFLOP/s of all replicas, for MFU (measured on CPUs when 0).",
     "log_every": "Steps between TensorBoard points.",
-    "verbose": "Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch.",
+    "verbose": "Progress: 0 none, 1 a bar on a terminal (plain lines in a log file), "
+    "2 plain lines.",
 }
 
 

@@ -26,6 +26,10 @@ class DatasetNotBuiltError(FileNotFoundError):
     """The dataset asked for has not been built where it was looked for."""
 
 
+class DatasetError(ValueError):
+    """A built dataset that cannot be read as asked: no such split, or not token sequences."""
+
+
 def load_prepared_builder(name_or_builder: str | tfds.core.DatasetBuilder,
                           data_dir: str | None = None) -> tfds.core.DatasetBuilder:
     """The builder of a built dataset, e.g. "codeclippy/dedup", or a `DatasetNotBuiltError`.
@@ -78,11 +82,11 @@ def make_training_dataset(name_or_builder: str | tfds.core.DatasetBuilder,
             batch, and decodes no other rows.
     """
     builder = load_prepared_builder(name_or_builder, data_dir)
-    files, num_examples = _token_split_files(builder, split)
+    files, num_examples = token_split_files(builder, split)
     batches = num_examples // global_batch_size
     if batches == 0:
-        raise ValueError(f"Split {split!r} of {builder.info.full_name} has {num_examples} "
-                         f"examples, fewer than one global batch of {global_batch_size}.")
+        raise DatasetError(f"Split {split!r} of {builder.info.full_name} has {num_examples} "
+                           f"examples, fewer than one global batch of {global_batch_size}.")
     start_epoch, skipped = divmod(start_step, batches)
     if not repeat and start_epoch > 0:
         raise ValueError(f"start_step {start_step} is past the single epoch of {batches} steps.")
@@ -114,7 +118,7 @@ def make_validation_dataset(name_or_builder: str | tfds.core.DatasetBuilder,
     that the rows are taken after decoding, since the last batch is filled first.
     """
     builder = load_prepared_builder(name_or_builder, data_dir)
-    files, _ = _token_split_files(builder, split)
+    files, _ = token_split_files(builder, split)
     parse = _batch_parser(builder)
     dataset = tf.data.TFRecordDataset(files).batch(global_batch_size)
     dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -227,23 +231,34 @@ def _static_shapes(x, y, sample_weight, batch_size: int):
     return x, tf.ensure_shape(y, shape), tf.ensure_shape(sample_weight, shape)
 
 
-def _token_split_files(builder: tfds.core.DatasetBuilder, split: str) -> tuple[tf.Tensor, int]:
-    missing = [name for name in TOKEN_FEATURES if name not in builder.info.features]
-    if missing:
-        raise ValueError(f"{builder.info.full_name} has no {missing}: it is not a token "
-                         "dataset (the APPS evaluation view, for one, is text).")
-    if builder.info.file_format not in (None, tfds.core.FileFormat.TFRECORD):
-        raise ValueError(f"{builder.info.full_name} is stored as {builder.info.file_format}; "
-                         "the training input reads TFRecord files, TFDS's default format.")
-    info = _split_info(builder, split)
+def token_split_files(builder: tfds.core.DatasetBuilder, split: str) -> tuple[tf.Tensor, int]:
+    """The record files of a token dataset's `split` and its example count."""
+    info = token_split(builder, split)
     files = sorted(str(path) for path in info.filepaths)
     return tf.constant(files), info.num_examples
 
 
+def token_split(builder: tfds.core.DatasetBuilder, split: str) -> tfds.core.SplitInfo:
+    """The info of a token dataset's `split`, read without starting TensorFlow's runtime
+    (a multi-worker strategy must be made first).
+
+    Raises `DatasetError` for a split the dataset lacks or a dataset that is not token ids
+    in TFRecord files.
+    """
+    missing = [name for name in TOKEN_FEATURES if name not in builder.info.features]
+    if missing:
+        raise DatasetError(f"{builder.info.full_name} has no {missing}: it is not a token "
+                           "dataset (the APPS evaluation view, for one, is text).")
+    if builder.info.file_format not in (None, tfds.core.FileFormat.TFRECORD):
+        raise DatasetError(f"{builder.info.full_name} is stored as {builder.info.file_format}; "
+                           "the training input reads TFRecord files, TFDS's default format.")
+    return _split_info(builder, split)
+
+
 def _split_info(builder: tfds.core.DatasetBuilder, split: str):
     if split not in builder.info.splits:
-        raise ValueError(f"{builder.info.full_name} has no split {split!r}; it has "
-                         f"{sorted(builder.info.splits)}.")
+        raise DatasetError(f"{builder.info.full_name} has no split {split!r}; it has "
+                           f"{sorted(builder.info.splits)}.")
     return builder.info.splits[split]
 
 

@@ -197,32 +197,66 @@ def format_percent(value: float | None) -> str:
     return NOT_COMPUTABLE if value is None else f"{100 * value:.2f}%"
 
 
-def table(model: str, dataset: str, metrics: dict) -> str:
-    """A markdown table: model, dataset, then each pass@k, one row.
+# The APPS figures beside pass@k, as summaries name them and as tables head them.
+PER_TEST_COLUMNS = {"strict_accuracy": "strict accuracy", "test_case_average": "test-case average"}
 
-    For APPS-like metrics (`strict_accuracy`, `test_case_average` in `metrics`) those two
-    columns follow, and each group of `metrics["by_group"]` (a difficulty) gets a row of its own.
+
+def summary_rows(summary: dict) -> list[dict]:
+    """The table rows of one evaluation's summary: its dataset as a whole, then for APPS-like
+    metrics each group (a difficulty) on a row of its own.
+
+    A row maps column names (`model`, `dataset`, `pass@k`, `strict accuracy`, ...) to values.
     """
-    per_test = "strict_accuracy" in metrics
-    header = ["model", "dataset", *metrics["pass_at_k"]]
-    if per_test:
-        header += ["strict accuracy", "test-case average"]
+    per_test = "strict_accuracy" in summary
+    dataset = summary["dataset"]
+    if summary.get("partial"):
+        dataset += f" (partial: {summary['partial']})"
 
-    def row(name: str, figures: dict) -> str:
-        values = list(figures["pass_at_k"].values())
-        if per_test:
-            values += [figures["strict_accuracy"], figures["test_case_average"]]
-        return "| " + " | ".join([model, name, *map(format_percent, values)]) + " |"
+    def row(name: str, figures: dict) -> dict:
+        values = {"model": summary["model"], "dataset": name, **figures["pass_at_k"]}
+        values.update(
+            {label: figures[key] for key, label in PER_TEST_COLUMNS.items() if key in figures}
+        )
+        return values
 
-    rows = [row(dataset, metrics)]
+    rows = [row(dataset, summary)]
     if per_test:
         rows += [
             row(f"{dataset}, {group}", figures)
-            for group, figures in metrics.get("by_group", {}).items()
+            for group, figures in summary.get("by_group", {}).items()
         ]
-    return "\n".join(
-        ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|", *rows]
+    return rows
+
+
+def table_columns(rows: Sequence[dict]) -> list[str]:
+    """Model, dataset, every pass@k of any row by k, then the APPS columns any row has."""
+    ks = sorted(
+        {int(name[len("pass@") :]) for row in rows for name in row if name.startswith("pass@")}
     )
+    columns = ["model", "dataset", *(f"pass@{k}" for k in ks)]
+    return columns + [
+        label for label in PER_TEST_COLUMNS.values() if any(label in row for row in rows)
+    ]
+
+
+def markdown_table(rows: Sequence[dict]) -> str:
+    """The rows as a Markdown table; a figure a row lacks is left empty."""
+    columns = table_columns(rows)
+
+    def cell(row: dict, column: str) -> str:
+        if column not in row:
+            return ""
+        value = row[column]
+        return value if isinstance(value, str) else format_percent(value)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(cell(row, c) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def table(model: str, dataset: str, metrics: dict) -> str:
+    """One evaluation's Markdown table (see `summary_rows`)."""
+    return markdown_table(summary_rows({"model": model, "dataset": dataset, **metrics}))
 
 
 def write_jsonl(path: str, rows: Iterable[dict]) -> None:

@@ -21,7 +21,8 @@ class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the run stopped without saving the bad weights."""
 
 
-def _step(model: CausalLMTrainer) -> int:
+def optimizer_step(model: CausalLMTrainer) -> int:
+    """The run's step: optimizer updates so far, across resumptions."""
     return int(model.optimizer.iterations.numpy())
 
 
@@ -69,7 +70,6 @@ class ValidationEvaluator(keras.callbacks.Callback):
         loss = self._evaluate()
         logs["val_loss"] = loss
         logs["val_perplexity"] = math.exp(min(loss, 80.0))
-        logging.info("step %d: validation loss %.4f", _step(self.model), loss)
 
 
 class Throughput(keras.callbacks.Callback):
@@ -92,10 +92,10 @@ class Throughput(keras.callbacks.Callback):
     def on_train_batch_begin(self, batch, logs=None):
         if self._last_time is None:
             self._last_time = time.perf_counter()
-            self._last_step = _step(self.model)
+            self._last_step = optimizer_step(self.model)
 
     def on_train_batch_end(self, batch, logs=None):
-        now, step = time.perf_counter(), _step(self.model)
+        now, step = time.perf_counter(), optimizer_step(self.model)
         if step > self._last_step and now > self._last_time:
             rate = self.tokens_per_step * (step - self._last_step) / (now - self._last_time)
             logs["tokens_per_second"] = rate
@@ -116,7 +116,7 @@ class StepLogger(keras.callbacks.Callback):
         self.every = every
 
     def on_train_batch_end(self, batch, logs=None):
-        step = _step(self.model)
+        step = optimizer_step(self.model)
         if step % self.every:
             return
         with self.writer.as_default(step=step):
@@ -126,7 +126,7 @@ class StepLogger(keras.callbacks.Callback):
                 tf.summary.scalar("perplexity", math.exp(min(float(logs["loss"]), 80.0)))
 
     def on_epoch_end(self, epoch, logs=None):
-        with self.writer.as_default(step=_step(self.model)):
+        with self.writer.as_default(step=optimizer_step(self.model)):
             for name in ("val_loss", "val_perplexity"):
                 if name in (logs or {}):
                     tf.summary.scalar(name, logs[name])
@@ -144,7 +144,7 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
         # A non-finite gradient has just been applied, even when this step's loss was finite.
         watched = (float(logs.get("loss", 0.0)), float(logs.get("gradient_norm", 0.0)))
         if not np.all(np.isfinite(watched)):
-            self.failed_step = _step(self.model)
+            self.failed_step = optimizer_step(self.model)
             self.model.stop_training = True
             logs["non_finite"] = True
 
@@ -157,7 +157,7 @@ class StopAtStep(keras.callbacks.Callback):
         self.last_step = last_step
 
     def on_train_batch_end(self, batch, logs=None):
-        if _step(self.model) >= self.last_step:
+        if optimizer_step(self.model) >= self.last_step:
             self.model.stop_training = True
 
 
@@ -191,7 +191,7 @@ class ResumeCheckpoint(keras.callbacks.Callback):
         return step
 
     def save(self) -> None:
-        step = _step(self.model)
+        step = optimizer_step(self.model)
         if self.writes and step != self._saved_step:
             self.manager.save(checkpoint_number=step)
             self._saved_step = step
@@ -200,7 +200,7 @@ class ResumeCheckpoint(keras.callbacks.Callback):
         self._last_loss_finite = not logs.get("non_finite")
         if not self._last_loss_finite:
             return
-        if _step(self.model) // self.every != (self._saved_step or 0) // self.every:
+        if optimizer_step(self.model) // self.every != (self._saved_step or 0) // self.every:
             self.save()
 
     def on_train_end(self, logs=None):
@@ -232,7 +232,7 @@ class PresetCheckpoints(keras.callbacks.Callback):
         if loss is not None and loss < self.best_loss:
             self.best_loss = loss
             save_preset_atomically(self.causal_lm, os.path.join(self.directory, "best"))
-            record = {"val_loss": loss, "step": _step(self.model)}
+            record = {"val_loss": loss, "step": optimizer_step(self.model)}
             file_io.write_text(self.record, json.dumps(record))
 
 

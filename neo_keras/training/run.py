@@ -11,6 +11,7 @@ import time
 
 import keras
 import tensorflow as tf
+import tensorflow_datasets as tfds
 from absl import logging
 
 from neo_keras import file_io
@@ -22,8 +23,10 @@ from neo_keras.accelerators import (
     make_strategy,
     worker_count,
 )
+from neo_keras.data import pipeline
 from neo_keras.models.gpt_neo import GPTNeoBackbone, GPTNeoCausalLM, presets
 from neo_keras.training import callbacks as run_callbacks
+from neo_keras.training import progress
 from neo_keras.training.lm_trainer import CausalLMTrainer
 from neo_keras.training.memory_plan import (
     GIB,
@@ -377,20 +380,64 @@ def peak_flops(config: TrainConfig, strategy: tf.distribute.Strategy) -> float |
     return measured_peak_flops("bfloat16" if config.mixed_precision == "bfloat16" else "float32")
 
 
-def train(config: TrainConfig) -> dict:
-    """Runs (or resumes) training; returns the final logs."""
-    from neo_keras.data import pipeline
+def check_model_source(config: TrainConfig) -> None:
+    """Raises `ConfigurationError` for an `--init`, `--model_size` or `--tokenizer` that
+    names nothing: found before a model is built."""
+    if config.init != "scratch":
+        try:
+            presets.check_exists(config.init)
+        except FileNotFoundError as error:
+            raise ConfigurationError(f"--init: {error}") from None
+        return
+    try:
+        presets.backbone_config(config.model_size)
+    except ValueError as error:
+        raise ConfigurationError(f"--model_size: {error}") from None
+    if config.tokenizer and not file_io.exists(config.tokenizer):
+        raise ConfigurationError(
+            f"--tokenizer={config.tokenizer} does not exist: give a tokenizer.json, or a "
+            "directory holding one (a Hugging Face checkpoint's, say)."
+        )
 
-    resuming = check_output_dir(config)
-    hardware = accelerator_of(config)
+
+def check_intervals(config: TrainConfig) -> None:
     if config.eval_every < 1 or config.save_every < 1:
         raise ConfigurationError("--eval_every and --save_every must be positive.")
-    builder = pipeline.load_prepared_builder(config.dataset, data_dir=config.data_dir)
-    sequence_length = builder.info.features["input_ids"].shape[0]
-    epoch_steps = pipeline.steps_per_epoch(builder, config.batch_size, split=config.train_split)
-    steps = total_steps(config, epoch_steps)
-    warn_about_run_length(config, steps, epoch_steps)
 
+
+@dataclasses.dataclass(frozen=True)
+class TrainingData:
+    """The built dataset a run reads, and its shape in steps."""
+
+    builder: tfds.core.DatasetBuilder
+    sequence_length: int
+    steps_per_epoch: int
+
+
+def training_data_of(config: TrainConfig) -> TrainingData:
+    """The run's dataset with both of its splits checked; `ConfigurationError` when a split is
+    missing, is not token ids, or has fewer examples than one batch."""
+    builder = pipeline.load_prepared_builder(config.dataset, data_dir=config.data_dir)
+    for flag in ("train_split", "validation_split"):
+        try:
+            examples = pipeline.token_split(builder, getattr(config, flag)).num_examples
+        except pipeline.DatasetError as error:
+            raise ConfigurationError(f"--{flag}: {error}") from None
+        if flag == "train_split" and examples < config.batch_size:
+            raise ConfigurationError(
+                f"--train_split={config.train_split} of {config.dataset} has {examples} "
+                f"examples, fewer than one batch: lower --batch_size={config.batch_size}."
+            )
+    return TrainingData(
+        builder=builder,
+        sequence_length=builder.info.features["input_ids"].shape[0],
+        steps_per_epoch=pipeline.steps_per_epoch(
+            builder, config.batch_size, split=config.train_split
+        ),
+    )
+
+
+def check_loss_chunk(config: TrainConfig, sequence_length: int) -> None:
     chunk = config.loss_chunk_size
     if chunk < 0 or (chunk and sequence_length % min(chunk, sequence_length)):
         raise ConfigurationError(
@@ -404,8 +451,9 @@ def train(config: TrainConfig) -> dict:
             chunk,
             sequence_length,
         )
-    strategy = make_strategy(config.strategy, config.tpu)
-    check_batch_sizes(config, strategy.num_replicas_in_sync)
+
+
+def warn_about_local_output_dir(config: TrainConfig) -> None:
     if worker_count() > 1 and not file_io.is_remote(config.output_dir):
         # Only the chief writes; the others read checkpoints back when the run resumes.
         logging.warning(
@@ -414,13 +462,33 @@ def train(config: TrainConfig) -> dict:
             config.output_dir,
             worker_count(),
         )
-    chief = is_chief(strategy)
-    if chief:
-        _write_run_config(config)
+
+
+def train(config: TrainConfig) -> dict:
+    """Runs (or resumes) training; returns the final logs.
+
+    Every setting is checked before a model is built or a file written, so a refused start
+    leaves `output_dir` as it was and the corrected command starts cleanly.
+    """
+    resuming = check_output_dir(config)
+    hardware = accelerator_of(config)
+    check_intervals(config)
+    check_model_source(config)
+    data = training_data_of(config)
+    builder, sequence_length = data.builder, data.sequence_length
+    steps = total_steps(config, data.steps_per_epoch)
+    warn_about_run_length(config, steps, data.steps_per_epoch)
+    check_loss_chunk(config, sequence_length)
+    strategy = make_strategy(config.strategy, config.tpu)
+    check_batch_sizes(config, strategy.num_replicas_in_sync)
+    warn_about_local_output_dir(config)
     keras.utils.set_random_seed(config.seed)
 
     with strategy.scope():
         trainer = build_trainer(config, steps)
+    chief = is_chief(strategy)
+    if chief:
+        _write_run_config(config)
     causal_lm, optimizer = trainer.causal_lm, trainer.optimizer
     replicas = strategy.num_replicas_in_sync
     plan = memory_plan_of(config, causal_lm.backbone.get_config(), sequence_length, replicas)
@@ -441,6 +509,18 @@ def train(config: TrainConfig) -> dict:
     if start_step >= steps:
         logging.info("The run already reached step %d of %d.", start_step, steps)
         return {"step": start_step}
+    logging.info(
+        "%s",
+        progress.start_line(
+            steps=steps,
+            start_step=start_step,
+            steps_per_epoch=data.steps_per_epoch,
+            dataset=config.dataset,
+            split=config.train_split,
+            batch_size=config.batch_size,
+            replicas=replicas,
+        ),
+    )
 
     # Every host builds the input of its own replicas only.
     train_data = distribute(
@@ -475,6 +555,7 @@ def train(config: TrainConfig) -> dict:
         ),
         run_callbacks.StopAtStep(steps),
         resume,
+        progress.StepProgress(steps, verbose=config.verbose),
     ]
     if chief:  # the other workers compute the same values; one writes them
         callbacks += [
@@ -487,7 +568,7 @@ def train(config: TrainConfig) -> dict:
         epochs=math.ceil(steps / config.eval_every),
         initial_epoch=start_step // config.eval_every,
         callbacks=callbacks,
-        verbose=config.verbose,
+        verbose=0,  # StepProgress shows the run in steps, not in Keras' eval_every "epochs"
         shuffle=False,  # the pipeline shuffles, reproducibly per epoch
     )
     if stop_guard.failed_step is not None:

@@ -285,6 +285,88 @@ def test_an_output_dir_that_is_a_file_is_refused_and_kept(data_dir, tokenizer_di
     assert output.read_text() == "mine\n"
 
 
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"train_split": "trian"}, r"--train_split: counting/tiny/1.0.0 has no split 'trian'; "
+         r"it has \['train', 'validation'\]"),
+        ({"validation_split": "test"}, r"--validation_split: .* has no split 'test'"),
+        ({"init": "/nonexistent/model"}, r"--init: No model at '/nonexistent/model'"),
+        ({"init": "EMPTY_DIR"}, r"--init: .* holds no model \(it has no config.json\)"),
+        ({"model_size": "gpt_neo_huge"}, r"--model_size: Unknown model size 'gpt_neo_huge'"),
+        ({"tokenizer": "/nonexistent/tokenizer.json"}, r"--tokenizer=.* does not exist"),
+        ({"batch_size": 128, "micro_batch_size": None}, r"has 64 examples, fewer than one "
+         r"batch: lower --batch_size=128"),
+    ],
+    ids=["train_split", "validation_split", "init", "init_not_a_model", "model_size",
+         "tokenizer", "batch_over_split"],
+)
+def test_a_bad_setting_is_refused_before_anything_is_written(
+    changes, message, data_dir, tokenizer_dir, tmp_path
+):
+    if changes.get("init") == "EMPTY_DIR":
+        (tmp_path / "empty").mkdir()
+        changes = {"init": str(tmp_path / "empty")}
+    output = tmp_path / "run"
+    with pytest.raises(ConfigurationError, match=message):
+        train(base_config(data_dir, tokenizer_dir, output, **changes))
+    assert not output.exists()  # so the corrected command starts without complaint
+
+
+def test_progress_is_counted_in_steps_in_plain_lines_off_a_terminal(
+    data_dir, tokenizer_dir, tmp_path, capsys, caplog
+):
+    config = base_config(data_dir, tokenizer_dir, tmp_path, verbose=1, train_steps=4)
+    with caplog.at_level("INFO", logger="absl"):
+        train(config)
+    shown = "".join(capsys.readouterr())
+    messages = [record.getMessage() for record in caplog.records]
+    assert any(
+        m.startswith("Training 4 steps: 0.25 epochs of counting/tiny train (16 steps of 4 "
+                     "sequences each) on 1 replica; starting fresh.")
+        for m in messages
+    ), messages
+    assert "step 1/4  loss " in shown and "step 4/4  loss " in shown, shown
+    assert "step 2/4  validation loss " in shown and "step 4/4  validation loss " in shown
+    assert "Epoch" not in shown and "\r" not in shown and "\x1b" not in shown, shown
+
+
+def test_the_bar_on_a_terminal_keeps_log_lines_above_it(monkeypatch):
+    import io
+    from types import SimpleNamespace
+
+    from absl import logging as absl_logging
+
+    from neo_keras.training.progress import StepProgress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    if not flags.FLAGS.is_parsed():  # as under app.run; before it absl logs to stderr
+        flags.FLAGS.mark_as_parsed()
+    handler = absl_logging.get_absl_handler().python_handler
+    monkeypatch.setattr(handler, "stream", terminal)
+    monkeypatch.setattr(handler, "level", 0)
+    iterations = tf.Variable(0, dtype=tf.int64)
+    display = StepProgress(steps=3, verbose=1, stream=terminal)
+    display.set_model(SimpleNamespace(optimizer=SimpleNamespace(iterations=iterations)))
+    display.on_train_begin()
+    for step in (1, 2, 3):
+        iterations.assign(step)
+        display.on_train_batch_end(step - 1, {"loss": 2.0})
+        if step == 2:
+            handler.emit(absl_logging.logging.makeLogRecord({"msg": "a note", "levelno": 20}))
+    display.on_train_end()
+    assert handler.stream is terminal  # given back once the bar is gone
+    text = terminal.getvalue()
+    assert "3/3" in text and "\r" in text, text
+    # The note sits on a line of its own: the bar was cleared before it and redrawn after.
+    *_, cleared, note = next(line for line in text.split("\n") if "a note" in line).split("\r")
+    assert not cleared.strip() and note.endswith("] a note"), text
+
+
 def test_indivisible_batch_is_refused(data_dir, tokenizer_dir, tmp_path):
     config = base_config(data_dir, tokenizer_dir, tmp_path, batch_size=6, micro_batch_size=4)
     with pytest.raises(ConfigurationError, match="multiple of --micro_batch_size=4"):
@@ -365,6 +447,8 @@ def test_killed_run_resumes_where_it_stopped(data_dir, tokenizer_dir, tmp_path):
     # The last save may have been cut short by the kill; resumption takes the last whole one.
     resumed_at = int(re.search(r"Resumed from \S+ at step (\d+)", resumed_output).group(1))
     assert 4 <= committed_at <= resumed_at <= killed_at
+    assert f"Training 24 steps: 1.50 epochs of counting/tiny train (16 steps of 4 sequences " \
+        f"each) on 1 replica; resuming at step {resumed_at}." in resumed_output
     reference_output, _ = reference.communicate(timeout=300)
     assert reference.returncode == 0, reference_output
 

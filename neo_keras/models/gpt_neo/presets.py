@@ -72,12 +72,32 @@ def resolve(preset: str) -> str:
         preset = HF_PREFIX + HUB_IDS[preset]
     if not preset.startswith(HF_PREFIX):
         if not os.path.exists(preset):
-            raise FileNotFoundError(
-                f"No model at {preset!r}: give a local directory, an hf:// id or one of "
-                f"{sorted(HUB_IDS)}."
-            )
+            raise FileNotFoundError(_no_model_at(preset))
         return preset
     return _download_hf_repository(preset[len(HF_PREFIX) :])
+
+
+def check_exists(preset: str) -> None:
+    """Raises `FileNotFoundError` when `preset` is a path that holds no model.
+
+    Hub ids and named sizes pass unchecked: looking them up would download them.
+    """
+    if preset in HUB_IDS or preset.startswith(HF_PREFIX):
+        return
+    if not file_io.exists(preset):
+        raise FileNotFoundError(_no_model_at(preset))
+    if not file_io.exists(os.path.join(preset, PRESET_CONFIG_FILE)):
+        raise FileNotFoundError(
+            f"{preset} holds no model (it has no {PRESET_CONFIG_FILE}): give a Hugging Face "
+            "or Keras preset directory, such as a training run's checkpoints/best."
+        )
+
+
+def _no_model_at(preset: str) -> str:
+    return (
+        f"No model at {preset!r}: give a local or gs:// directory, an hf:// id or one of "
+        f"{sorted(HUB_IDS)}."
+    )
 
 
 @contextlib.contextmanager
