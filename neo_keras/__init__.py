@@ -1,21 +1,35 @@
 """neo-keras: GPT-Neo code models in Keras 3.
 
-Importing the package registers the model classes with Keras, so `.keras` files and
-presets written here load with `keras.saving.load_model` after `import neo_keras`.
+`import neo_keras` loads neither TensorFlow nor Keras, so the corpus maker, the data formats,
+pass@k and the sandbox start in a moment. The model classes load on first use
+(`neo_keras.GPTNeoCausalLM`); `import neo_keras.models` loads them and registers them with
+Keras, so that `.keras` files and presets written here load with `keras.saving.load_model`.
 """
 
-from neo_keras.models.gpt_neo import (
-    GPTNeoBackbone,
-    GPTNeoCausalLM,
-    GPTNeoCausalLMPreprocessor,
-    GPTNeoTokenizer,
-)
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "GPTNeoBackbone",
-    "GPTNeoCausalLM",
-    "GPTNeoCausalLMPreprocessor",
-    "GPTNeoTokenizer",
-]
+# Public name -> the module that defines it, imported when the name is first used.
+_LAZY = {
+    "GPTNeoBackbone": "neo_keras.models.gpt_neo",
+    "GPTNeoCausalLM": "neo_keras.models.gpt_neo",
+    "GPTNeoCausalLMPreprocessor": "neo_keras.models.gpt_neo",
+    "GPTNeoTokenizer": "neo_keras.models.gpt_neo",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'neo_keras' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

@@ -198,10 +198,12 @@ class ModelSamples:
 
     def __init__(self, config: flags.FlagValues, benchmark, stops: tuple[str, ...]):
         from neo_keras.checkpoints import resolve_model_source
+        from neo_keras.models.gpt_neo import presets
 
         self.config = config
         self.stops = stops
         self.model_source = resolve_model_source(config.model, config.checkpoint)
+        presets.check_exists(self.model_source)  # before the output directory is made
         self.prompts = {benchmark.task_id(p): p.prompt for p in benchmark.problems}
         self.generator = None
 

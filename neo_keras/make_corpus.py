@@ -9,9 +9,11 @@ of *.jsonl.zst shards, split by repository; build it with
 
 from __future__ import annotations
 
+import sys
+
 from absl import app, flags
 
-from neo_keras.data.corpus_maker import make_corpus
+from neo_keras.data.corpus_maker import CorpusError, make_corpus
 
 _OUTPUT = flags.DEFINE_string("output", None, "Directory to write the corpus to.", required=True)
 _VALIDATION_FRACTION = flags.DEFINE_float(
@@ -26,9 +28,12 @@ def main(argv: list[str]) -> None:
     sources = argv[1:]
     if not sources:
         raise app.UsageError("Name at least one source directory: make_corpus SRC... --output DIR")
-    summary = make_corpus(sources, _OUTPUT.value, _VALIDATION_FRACTION.value,
-                          _TEST_FRACTION.value, _MAX_FILE_BYTES.value, _RECORDS_PER_SHARD.value,
-                          _OVERWRITE.value, progress=True)
+    try:
+        summary = make_corpus(sources, _OUTPUT.value, _VALIDATION_FRACTION.value,
+                              _TEST_FRACTION.value, _MAX_FILE_BYTES.value,
+                              _RECORDS_PER_SHARD.value, _OVERWRITE.value, progress=True)
+    except CorpusError as error:
+        sys.exit(f"error: {error}")
     print(summary.describe())
     print(f"Corpus written to {_OUTPUT.value}")
 

@@ -33,7 +33,11 @@ from neo_keras.data.source_files import (
 SPLITS = ("train", "validation", "test")
 
 
-class CorpusOutputError(FileExistsError):
+class CorpusError(ValueError):
+    """Sources, settings or an output that cannot make a corpus; found before it is written."""
+
+
+class CorpusOutputError(CorpusError, FileExistsError):
     """The output directory exists and overwriting was not asked for."""
 
 
@@ -80,7 +84,9 @@ def discover_repositories(sources: Sequence[str | os.PathLike]) -> list[Reposito
     for source in sources:
         root = Path(source).expanduser().resolve()
         if not root.is_dir():
-            raise NotADirectoryError(f"Source {source} is not a directory.")
+            raise CorpusError(
+                f"Source {source} is not a directory: give git checkouts or folders of them."
+            )
         repositories.extend(_repositories_in(root))
     return _unique_names(sorted(repositories, key=lambda repo: (repo.name, str(repo.root))))
 
@@ -120,21 +126,27 @@ def make_corpus(sources: Sequence[str | os.PathLike], output: str | os.PathLike,
                 overwrite: bool = False, progress: bool = False) -> CorpusSummary:
     """Writes the corpus of `sources` to `output/{train,validation,test}/*.jsonl.zst`.
 
-    The corpus is written next to `output` and moved into place only when complete, so an
-    interrupted run leaves no partial corpus.
+    Everything is checked before a file is written (the settings, the output, that there is
+    code, that every split asked for gets a repository), and the corpus is written next to
+    `output` and moved into place only when complete, so a refused or interrupted run leaves
+    nothing behind.
 
     Raises:
-        CorpusOutputError: `output` exists and `overwrite` is False.
-        NotADirectoryError: a source is not a directory.
+        CorpusError: one sentence naming the problem and the flag or input that fixes it
+            (`CorpusOutputError` for an `output` that exists without `overwrite`).
     """
+    fractions = {"validation": validation_fraction, "test": test_fraction}
+    _check_settings(fractions, max_file_bytes, records_per_shard)
     output = Path(output).expanduser().resolve()
+    if output.exists() and not output.is_dir():
+        raise CorpusError(f"--output={output} is a file: give a directory for the corpus.")
     if output.exists() and not overwrite:
         raise CorpusOutputError(f"{output} exists; pass --overwrite to replace it.")
-    repositories = discover_repositories(sources)
     summary = CorpusSummary()
-    files = {repo.name: _code_files(repo, summary.skipped) for repo in repositories}
+    repositories, files = _repositories_with_code(sources, summary.skipped)
     sizes = {name: sum(size for _, _, size in repo_files) for name, repo_files in files.items()}
     splits = assign_splits(sizes, validation_fraction, test_fraction)
+    _check_every_split_is_given(Counter(splits.values()), fractions, "repositories")
     staging = output.with_name(f".{output.name}.partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     try:
@@ -146,10 +158,59 @@ def make_corpus(sources: Sequence[str | os.PathLike], output: str | os.PathLike,
                                             max_file_bytes, summary)
                 summary.files[split] = summary.files.get(split, 0) + written
                 summary.repositories[split] = summary.repositories.get(split, 0) + 1
+        # Files that looked like code may still be skipped as they are read (binary, too big).
+        _check_every_split_is_given(Counter(summary.files), fractions, "readable files")
         _replace(staging, output)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return summary
+
+
+def _check_settings(fractions: dict[str, float], max_file_bytes: int,
+                    records_per_shard: int) -> None:
+    for split, fraction in fractions.items():
+        if not 0 <= fraction < 1:
+            raise CorpusError(f"--{split}_fraction={fraction} is not in [0, 1): give the share "
+                              "of the corpus's bytes for that split, such as 0.05.")
+    if sum(fractions.values()) >= 1:
+        raise CorpusError(
+            f"--validation_fraction={fractions['validation']} and --test_fraction="
+            f"{fractions['test']} leave nothing to train on: their sum must be under 1.")
+    for flag, value in (("max_file_bytes", max_file_bytes),
+                        ("records_per_shard", records_per_shard)):
+        if value < 1:
+            raise CorpusError(f"--{flag}={value} must be positive.")
+
+
+def _repositories_with_code(sources: Sequence[str | os.PathLike], skipped: Counter
+                            ) -> tuple[list[Repository], dict[str, list]]:
+    """The repositories of `sources` that have files in a known language, and those files."""
+    repositories = discover_repositories(sources)
+    files = {repo.name: _code_files(repo, skipped) for repo in repositories}
+    with_code = [repo for repo in repositories if files[repo.name]]
+    if not with_code:
+        looked_at = ", ".join(str(source) for source in sources)
+        raise CorpusError(
+            f"No source files in a known language under {looked_at} ({len(repositories)} "
+            f"repositories, {skipped['not_code']} other files): give git checkouts or folders "
+            "of repositories with code in them.")
+    skipped["repositories_without_code"] += len(repositories) - len(with_code)
+    return with_code, {repo.name: files[repo.name] for repo in with_code}
+
+
+def _check_every_split_is_given(counts: Counter, fractions: dict[str, float], what: str) -> None:
+    """`CorpusError` when a split asked for (fraction > 0) would hold none of `what`.
+
+    `counts`: how many of `what` each split holds.
+    """
+    empty = [split for split, fraction in fractions.items() if fraction > 0 and not counts[split]]
+    if empty:
+        found = ", ".join(f"{split} {counts[split]}" for split in SPLITS)
+        zeros = " ".join(f"--{split}_fraction=0" for split in empty)
+        raise CorpusError(
+            f"The {' and '.join(empty)} split would get no {what} ({found}): a corpus is split "
+            f"by repository, and validation and test need a repository each beside train. "
+            f"Add repositories, or pass {zeros} to make no such split.")
 
 
 def _code_files(repo: Repository, skipped: Counter) -> list[tuple[Path, str, int]]:

@@ -8,7 +8,12 @@ import pytest
 
 from neo_keras.data import corpus_maker
 from neo_keras.data.corpus_format import iter_records, list_shards
-from neo_keras.data.corpus_maker import CorpusOutputError, assign_splits, make_corpus
+from neo_keras.data.corpus_maker import (
+    CorpusError,
+    CorpusOutputError,
+    assign_splits,
+    make_corpus,
+)
 
 MIT = "MIT License\n\nPermission is hereby granted, free of charge, to any person obtaining..."
 APACHE = "Apache License\nVersion 2.0, January 2004\nhttp://www.apache.org/licenses/"
@@ -147,5 +152,76 @@ def test_an_interrupted_run_leaves_no_partial_corpus(tmp_path, sources, monkeypa
 
 
 def test_a_source_that_is_not_a_directory_is_named(tmp_path):
-    with pytest.raises(NotADirectoryError, match="missing"):
+    with pytest.raises(CorpusError, match="missing is not a directory"):
         make_corpus([tmp_path / "missing"], tmp_path / "corpus")
+
+
+def repositories(root, names):
+    for name in names:
+        write(root / name, "main.py", source(f"{name}/main.py"))
+    return root
+
+
+def test_too_few_repositories_for_the_splits_is_an_error_with_the_counts(tmp_path):
+    folder = repositories(tmp_path / "two", ["one", "two"])
+    with pytest.raises(CorpusError) as refused:
+        make_corpus([folder], tmp_path / "corpus")
+    assert str(refused.value).startswith(
+        "The validation and test split would get no repositories (train 2, validation 0, "
+        "test 0)")
+    assert "--validation_fraction=0 --test_fraction=0" in str(refused.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["two"]  # nothing written
+    summary = make_corpus([folder], tmp_path / "corpus", validation_fraction=0, test_fraction=0)
+    assert summary.files == {"train": 2}
+
+
+def test_a_repository_without_code_takes_no_split(tmp_path):
+    folder = repositories(tmp_path / "repos", ["one", "two", "three"])
+    write(folder / "docs", "notes.txt", "only prose\n")
+    summary = make_corpus([folder], tmp_path / "corpus", 0.2, 0.2)
+    assert summary.skipped["repositories_without_code"] == 1
+    assert all(read_corpus(tmp_path / "corpus").values())
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ({"validation_fraction": 1.5}, r"--validation_fraction=1.5 is not in \[0, 1\)"),
+        ({"validation_fraction": 0.6, "test_fraction": 0.5}, "leave nothing to train on"),
+        ({"records_per_shard": 0}, "--records_per_shard=0 must be positive"),
+    ],
+)
+def test_impossible_settings_are_refused(arguments, message, tmp_path, sources):
+    with pytest.raises(CorpusError, match=message):
+        make_corpus(sources, tmp_path / "corpus", **arguments)
+    assert not (tmp_path / "corpus").exists()
+
+
+def test_a_source_without_code_is_named(tmp_path):
+    (tmp_path / "empty").mkdir()
+    write(tmp_path / "prose", "notes.txt", "words\n")
+    with pytest.raises(CorpusError, match="No source files in a known language under .*empty"):
+        make_corpus([tmp_path / "empty", tmp_path / "prose"], tmp_path / "corpus")
+    assert not (tmp_path / "corpus").exists()
+
+
+def test_an_output_that_is_a_file_is_refused_and_kept(tmp_path, sources):
+    output = tmp_path / "corpus"
+    output.write_text("mine")
+    with pytest.raises(CorpusError, match="is a file"):
+        make_corpus(sources, output, overwrite=True)
+    assert output.read_text() == "mine"
+
+
+def test_the_program_says_what_is_wrong_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "neo_keras.make_corpus", str(tmp_path / "missing"),
+         f"--output={tmp_path / 'corpus'}"],
+        capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"error: Source {tmp_path / 'missing'} is not a directory: give git checkouts or "
+        "folders of them.")

@@ -32,3 +32,16 @@ def test_other_sources_pass_through(tmp_path):
         assert resolve_model_source(source) == source
     with pytest.raises(ValueError, match="checkpoint must be one of"):
         resolve_model_source(str(tmp_path), "final")
+
+
+@pytest.mark.parametrize("model", ["/nonexistent/model", "EMPTY_DIR"])
+def test_a_model_that_is_not_there_is_refused_before_the_output_dir_is_made(model, tmp_path):
+    from tests.evaluation.cli import run_evaluate
+
+    if model == "EMPTY_DIR":
+        model = str(tmp_path / "empty")
+        os.makedirs(model)
+    output = tmp_path / "eval"
+    with pytest.raises(FileNotFoundError, match="No model at|holds no model"):
+        run_evaluate(f"--model={model}", "--limit=1", f"--output_dir={output}")
+    assert not output.exists()  # so the corrected command is not refused as another run
