@@ -150,10 +150,10 @@ def parse_ks(values: list[str]) -> list[int]:
     """The --k values as positive integers."""
     try:
         ks = [int(v) for v in values]
-    except ValueError as error:
-        raise app.UsageError(f"--k takes positive integers, got {values}.") from error
+    except ValueError:
+        ks = []
     if not ks or min(ks) < 1:
-        raise app.UsageError(f"--k takes positive integers, got {values}.")
+        raise ValueError(f"--k takes positive integers such as 1,10,100, got {','.join(values)}.")
     return ks
 
 
@@ -166,7 +166,7 @@ def load_benchmark(config: flags.FlagValues):
     from neo_keras.evaluation.apps import Apps, load_problems
 
     if not config.apps_data_dir:
-        raise app.UsageError(
+        raise ValueError(
             "--dataset=apps needs --apps_data_dir: an extracted APPS release or a TFDS "
             "data_dir where apps/eval was prepared."
         )
@@ -350,7 +350,7 @@ def run(config: flags.FlagValues) -> dict:
     from neo_keras.evaluation.sandbox import Limits, Sandbox
 
     if bool(config.model) == bool(config.samples_file):
-        raise app.UsageError("Give exactly one of --model (to sample) or --samples_file.")
+        raise ValueError("Give exactly one of --model (to sample) or --samples_file (to score).")
     ks = parse_ks(config.k)
     benchmark = load_benchmark(config)
     if config.samples_file:
