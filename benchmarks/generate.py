@@ -33,12 +33,11 @@ from tokenizers import ByteLevelBPETokenizer  # noqa: E402
 from transformers import PreTrainedTokenizerFast  # noqa: E402
 
 from neo_keras import GPTNeoCausalLM  # noqa: E402
+from neo_keras.data.tokenizer import END_OF_TEXT  # noqa: E402
 from neo_keras.evaluation.humaneval import load_problems  # noqa: E402
 from neo_keras.evaluation.sampling import CompletionGenerator  # noqa: E402
 from neo_keras.evaluation.token_choice import SamplingSettings  # noqa: E402
 from neo_keras.models.gpt_neo import presets  # noqa: E402
-
-END_OF_TEXT = "<|endoftext|>"
 
 
 def parse_args() -> argparse.Namespace:

@@ -17,7 +17,12 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from neo_keras import GPTNeoCausalLM
+from neo_keras import (
+    GPTNeoBackbone,
+    GPTNeoCausalLM,
+    GPTNeoCausalLMPreprocessor,
+    GPTNeoTokenizer,
+)
 from neo_keras.data.builder_support import token_features
 from neo_keras.training import callbacks as run_callbacks
 from neo_keras.training.run import train
@@ -138,3 +143,7 @@ def test_a_run_on_remote_storage_from_training_to_export(inputs, local_disk, mon
         assert read_json(f"{output}/neo_keras_export.json")["format"] == export_format
         assert_same_weights(GPTNeoCausalLM.from_preset(output), latest)
     assert tf.io.gfile.exists(f"{root}/export_keras/model.keras")
+    # Each class reads the remote checkpoint through the same from_preset.
+    for cls in (GPTNeoBackbone, GPTNeoTokenizer, GPTNeoCausalLMPreprocessor):
+        for export_format in ("keras", "hf"):
+            assert isinstance(cls.from_preset(f"{root}/export_{export_format}"), cls)

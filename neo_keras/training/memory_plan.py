@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from neo_keras.models.gpt_neo.backbone import alternating_attention_types, expand_attention_types
+from neo_keras.models.gpt_neo.attention import alternating_attention_types, expand_attention_types
 
 GIB = 2**30
 _FLOAT32 = 4

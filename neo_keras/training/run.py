@@ -24,7 +24,13 @@ from neo_keras.accelerators import (
     worker_count,
 )
 from neo_keras.data import pipeline
-from neo_keras.models.gpt_neo import GPTNeoBackbone, GPTNeoCausalLM, presets
+from neo_keras.models.gpt_neo import (
+    GPTNeoBackbone,
+    GPTNeoCausalLM,
+    GPTNeoTokenizer,
+    hf_convert,
+    presets,
+)
 from neo_keras.training import callbacks as run_callbacks
 from neo_keras.training import progress
 from neo_keras.training.lm_trainer import CausalLMTrainer
@@ -240,10 +246,8 @@ def make_schedule(config: TrainConfig, steps: int):
 
 def load_tokenizer_of(reference: str):
     """The `--tokenizer` of a from-scratch run: tokenizer.json or a directory, maybe remote."""
-    from neo_keras.models.gpt_neo.hf_convert import load_tokenizer
-
     with presets.opened(reference) as tokenizer_path:  # may be on gs://
-        return load_tokenizer(tokenizer_path)
+        return hf_convert.load_tokenizer(GPTNeoTokenizer, tokenizer_path)
 
 
 def build_causal_lm(config: TrainConfig) -> GPTNeoCausalLM:

@@ -26,6 +26,7 @@ def test_trained_tokenizer_round_trips_any_text_and_has_end_of_text(tokenizer_di
 
 
 def test_end_of_text_written_inside_a_document_is_text(tokenizer_dir, tokenizer):
+    from neo_keras import GPTNeoTokenizer
     from neo_keras.models.gpt_neo.hf_convert import load_tokenizer as load_model_tokenizer
 
     # The source of a tokenizer or a test of one holds the marker as a string literal.
@@ -35,7 +36,7 @@ def test_end_of_text_written_inside_a_document_is_text(tokenizer_dir, tokenizer)
     assert tokenizer.decode(ids) == text
     assert tokenizer.encode_batch([text]) == [ids]
     # Prompts at evaluation time are tokenized as the training data was.
-    model_tokenizer = load_model_tokenizer(str(tokenizer_dir / "tokenizer.json"))
+    model_tokenizer = load_model_tokenizer(GPTNeoTokenizer, str(tokenizer_dir / "tokenizer.json"))
     assert np.asarray(model_tokenizer(text)).tolist() == ids
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import keras
 from keras import ops
 
@@ -10,6 +12,34 @@ ATTENTION_TYPES = ("global", "local")
 # A large finite negative rather than -inf: a query whose keys are all masked (a left-padding
 # position) then gets a uniform distribution instead of NaN.
 _MASKED_SCORE = -1e9
+
+
+def expand_attention_types(attention_types: Sequence, num_layers: int) -> list[str]:
+    """Returns one attention type per layer.
+
+    Accepts a flat list (`["global", "local", ...]`, one entry per layer) or the Hugging Face
+    run-length form (`[[["global", "local"], 6]]`: the pattern repeated 6 times).
+    """
+    if attention_types and not isinstance(attention_types[0], str):
+        flat = []
+        for pattern, repeats in attention_types:
+            flat.extend(list(pattern) * int(repeats))
+    else:
+        flat = list(attention_types)
+    unknown = sorted({t for t in flat if t not in ATTENTION_TYPES})
+    if unknown:
+        raise ValueError(f"Unknown attention types {unknown}; use 'global' or 'local'.")
+    if len(flat) != num_layers:
+        raise ValueError(
+            f"attention_types names {len(flat)} layers but num_layers is {num_layers}; "
+            "give one type per layer."
+        )
+    return flat
+
+
+def alternating_attention_types(num_layers: int) -> list[str]:
+    """GPT-Neo's published pattern: global, local, global, local, ..."""
+    return [ATTENTION_TYPES[i % 2] for i in range(num_layers)]
 
 
 def attention_mask(

@@ -8,40 +8,13 @@ import keras
 import keras_hub
 from keras import ops
 
-from neo_keras.models.gpt_neo.attention import ATTENTION_TYPES
+from neo_keras.models.gpt_neo.attention import alternating_attention_types, expand_attention_types
 from neo_keras.models.gpt_neo.decoder import GPTNeoDecoder
-
-
-def expand_attention_types(attention_types: Sequence, num_layers: int) -> list[str]:
-    """Returns one attention type per layer.
-
-    Accepts a flat list (`["global", "local", ...]`, one entry per layer) or the Hugging Face
-    run-length form (`[[["global", "local"], 6]]`: the pattern repeated 6 times).
-    """
-    if attention_types and not isinstance(attention_types[0], str):
-        flat = []
-        for pattern, repeats in attention_types:
-            flat.extend(list(pattern) * int(repeats))
-    else:
-        flat = list(attention_types)
-    unknown = sorted({t for t in flat if t not in ATTENTION_TYPES})
-    if unknown:
-        raise ValueError(f"Unknown attention types {unknown}; use 'global' or 'local'.")
-    if len(flat) != num_layers:
-        raise ValueError(
-            f"attention_types names {len(flat)} layers but num_layers is {num_layers}; "
-            "give one type per layer."
-        )
-    return flat
-
-
-def alternating_attention_types(num_layers: int) -> list[str]:
-    """GPT-Neo's published pattern: global, local, global, local, ..."""
-    return [ATTENTION_TYPES[i % 2] for i in range(num_layers)]
+from neo_keras.models.gpt_neo.preset_loader import PresetLoading
 
 
 @keras.saving.register_keras_serializable(package="neo_keras")
-class GPTNeoBackbone(keras_hub.models.Backbone):
+class GPTNeoBackbone(PresetLoading, keras_hub.models.Backbone):
     """GPT-Neo (EleutherAI): learned positions, pre-LN blocks, global and local attention.
 
     Maps `{"token_ids": int[B, T], "padding_mask": bool[B, T]}` to the final hidden states
@@ -167,16 +140,6 @@ class GPTNeoBackbone(keras_hub.models.Backbone):
         self.attention_dropout = attention_dropout
         self.layer_norm_epsilon = layer_norm_epsilon
         self.initializer_range = initializer_range
-
-    @classmethod
-    def from_preset(cls, preset: str, load_weights: bool = True, **kwargs) -> GPTNeoBackbone:
-        """Loads from a Hugging Face directory or id, a named size or a Keras preset."""
-        from neo_keras.models.gpt_neo import hf_convert, presets
-
-        with presets.opened(preset) as source:
-            if hf_convert.is_hf_checkpoint(source):
-                return hf_convert.load_backbone(source, load_weights=load_weights, **kwargs)
-            return super().from_preset(source, load_weights=load_weights, **kwargs)
 
     def embed(self, token_ids, start_index=0):
         """Token plus position embeddings of `token_ids`, positions counted from `start_index`."""

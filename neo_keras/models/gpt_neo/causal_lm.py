@@ -7,13 +7,14 @@ import keras_hub
 from keras import ops
 
 from neo_keras import file_io
-from neo_keras.models.gpt_neo import presets
+from neo_keras.models.gpt_neo import hf_convert, presets
 from neo_keras.models.gpt_neo.backbone import GPTNeoBackbone
 from neo_keras.models.gpt_neo.preprocessor import GPTNeoCausalLMPreprocessor
+from neo_keras.models.gpt_neo.preset_loader import PresetLoading
 
 
 @keras.saving.register_keras_serializable(package="neo_keras")
-class GPTNeoCausalLM(keras_hub.models.CausalLM):
+class GPTNeoCausalLM(PresetLoading, keras_hub.models.CausalLM):
     """GPT-Neo for causal language modelling: train with `fit()`, sample with `generate()`.
 
     Calling the model on `{"token_ids", "padding_mask"}` returns float32 logits `[B, T, V]`
@@ -68,19 +69,6 @@ class GPTNeoCausalLM(keras_hub.models.CausalLM):
         logits = ops.cast(backbone.token_embedding(hidden_states, reverse=True), "float32")
         super().__init__(inputs=inputs, outputs=logits, **kwargs)
 
-    @classmethod
-    def from_preset(cls, preset: str, load_weights: bool = True, **kwargs) -> GPTNeoCausalLM:
-        """Loads a model from a Hugging Face directory or id, a named size or a Keras preset.
-
-        Directories may be on any `tf.io.gfile` file system (`gs://bucket/run/checkpoints/best`).
-        """
-        from neo_keras.models.gpt_neo import hf_convert
-
-        with presets.opened(preset) as source:
-            if hf_convert.is_hf_checkpoint(source):
-                return hf_convert.load_causal_lm(source, load_weights=load_weights, **kwargs)
-            return super().from_preset(source, load_weights=load_weights, **kwargs)
-
     def save_to_preset(self, preset_dir: str, max_shard_size: int = 10) -> None:
         """Writes a Keras preset that `from_preset` reads; `preset_dir` may be remote (gs://)."""
         if not file_io.is_remote(preset_dir):
@@ -91,8 +79,6 @@ class GPTNeoCausalLM(keras_hub.models.CausalLM):
 
     def export_to_transformers(self, path: str) -> None:
         """Writes a Hugging Face GPT-Neo directory (config, safetensors, tokenizer) at `path`."""
-        from neo_keras.models.gpt_neo import hf_convert
-
         hf_convert.save_hf_checkpoint(self, path)
 
     def score(

@@ -1,19 +1,26 @@
-"""Reading and writing Hugging Face GPT-Neo checkpoints, with every tensor accounted for."""
+"""Reading and writing Hugging Face GPT-Neo checkpoints, with every tensor accounted for.
+
+The loaders receive the class they build (`GPTNeoBackbone`, `GPTNeoTokenizer`,
+`GPTNeoCausalLM`) and this module imports none of them, so the model modules can load
+checkpoints through it without an import cycle.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from neo_keras import file_io
+from neo_keras.data.tokenizer import END_OF_TEXT
 from neo_keras.models.gpt_neo import presets
-from neo_keras.models.gpt_neo.backbone import GPTNeoBackbone, expand_attention_types
-from neo_keras.models.gpt_neo.causal_lm import GPTNeoCausalLM
-from neo_keras.models.gpt_neo.preprocessor import GPTNeoCausalLMPreprocessor
-from neo_keras.models.gpt_neo.tokenizer import END_OF_TEXT, GPTNeoTokenizer
+from neo_keras.models.gpt_neo.attention import expand_attention_types
+
+if TYPE_CHECKING:
+    from neo_keras.models.gpt_neo import GPTNeoBackbone, GPTNeoCausalLM, GPTNeoTokenizer
 
 CONFIG_FILE = presets.PRESET_CONFIG_FILE
 SAFETENSORS_FILE = "model.safetensors"
@@ -278,7 +285,9 @@ def _read_torch(path: str) -> dict[str, np.ndarray]:
     return {name: tensor.float().numpy() for name, tensor in state.items()}
 
 
-def load_hf_tokenizer(directory: str) -> GPTNeoTokenizer | None:
+def load_hf_tokenizer(
+    tokenizer_cls: type[GPTNeoTokenizer], directory: str
+) -> GPTNeoTokenizer | None:
     """The tokenizer saved beside a checkpoint (vocab.json + merges.txt or tokenizer.json)."""
     vocab_path = os.path.join(directory, VOCAB_FILE)
     merges_path = os.path.join(directory, MERGES_FILE)
@@ -286,18 +295,18 @@ def load_hf_tokenizer(directory: str) -> GPTNeoTokenizer | None:
         vocabulary = _read_json(vocab_path)
         with open(merges_path, encoding="utf-8") as f:
             merges = [line for line in f.read().splitlines() if line and not line.startswith("#")]
-        return GPTNeoTokenizer(vocabulary=vocabulary, merges=merges)
+        return tokenizer_cls(vocabulary=vocabulary, merges=merges)
     tokenizer_path = os.path.join(directory, TOKENIZER_JSON)
     if os.path.isfile(tokenizer_path):
-        return tokenizer_from_tokenizer_json(tokenizer_path)
+        return tokenizer_from_tokenizer_json(tokenizer_cls, tokenizer_path)
     return None
 
 
-def load_tokenizer(path: str) -> GPTNeoTokenizer:
+def load_tokenizer(tokenizer_cls: type[GPTNeoTokenizer], path: str) -> GPTNeoTokenizer:
     """A tokenizer from a `tokenizer.json` file or a directory holding tokenizer files."""
-    tokenizer = (
-        tokenizer_from_tokenizer_json(path) if os.path.isfile(path) else load_hf_tokenizer(path)
-    )
+    if os.path.isfile(path):
+        return tokenizer_from_tokenizer_json(tokenizer_cls, path)
+    tokenizer = load_hf_tokenizer(tokenizer_cls, path)
     if tokenizer is None:
         raise CheckpointError(
             f"No tokenizer at {path}: expected tokenizer.json, or vocab.json with merges.txt."
@@ -305,8 +314,10 @@ def load_tokenizer(path: str) -> GPTNeoTokenizer:
     return tokenizer
 
 
-def tokenizer_from_tokenizer_json(path: str) -> GPTNeoTokenizer:
-    """A `GPTNeoTokenizer` from a `tokenizers` byte-level BPE `tokenizer.json`."""
+def tokenizer_from_tokenizer_json(
+    tokenizer_cls: type[GPTNeoTokenizer], path: str
+) -> GPTNeoTokenizer:
+    """A tokenizer from a `tokenizers` byte-level BPE `tokenizer.json`."""
     spec = _read_json(path)
     model = spec.get("model", {})
     if model.get("type") != "BPE":
@@ -317,31 +328,37 @@ def tokenizer_from_tokenizer_json(path: str) -> GPTNeoTokenizer:
     if END_OF_TEXT not in vocabulary:
         raise CheckpointError(f"{path} has no {END_OF_TEXT} token, which GPT-Neo needs.")
     merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
-    return GPTNeoTokenizer(vocabulary=vocabulary, merges=merges)
+    return tokenizer_cls(vocabulary=vocabulary, merges=merges)
 
 
 def load_causal_lm(
+    causal_lm_cls: type[GPTNeoCausalLM],
     directory: str,
     load_weights: bool = True,
     dtype=None,
     sequence_length: int | None = None,
     **kwargs,
 ) -> GPTNeoCausalLM:
-    """A `GPTNeoCausalLM` (with preprocessor when a tokenizer is present) from an HF directory."""
-    backbone = load_backbone(directory, load_weights=load_weights, dtype=dtype)
-    tokenizer = load_hf_tokenizer(directory)
+    """A causal LM (with preprocessor when a tokenizer is present) from an HF directory."""
+    backbone = load_backbone(
+        causal_lm_cls.backbone_cls, directory, load_weights=load_weights, dtype=dtype
+    )
+    preprocessor_cls = causal_lm_cls.preprocessor_cls
+    tokenizer = load_hf_tokenizer(preprocessor_cls.tokenizer_cls, directory)
     preprocessor = None
     if tokenizer is not None:
-        preprocessor = GPTNeoCausalLMPreprocessor(
+        preprocessor = preprocessor_cls(
             tokenizer, sequence_length=sequence_length or backbone.max_sequence_length
         )
-    return GPTNeoCausalLM(backbone, preprocessor=preprocessor, **kwargs)
+    return causal_lm_cls(backbone, preprocessor=preprocessor, **kwargs)
 
 
-def load_backbone(directory: str, load_weights: bool = True, dtype=None) -> GPTNeoBackbone:
-    """A `GPTNeoBackbone` from a Hugging Face directory."""
+def load_backbone(
+    backbone_cls: type[GPTNeoBackbone], directory: str, load_weights: bool = True, dtype=None
+) -> GPTNeoBackbone:
+    """A backbone from a Hugging Face directory."""
     config = _read_json(os.path.join(directory, CONFIG_FILE))
-    backbone = GPTNeoBackbone(**backbone_kwargs_from_hf_config(config), dtype=dtype)
+    backbone = backbone_cls(**backbone_kwargs_from_hf_config(config), dtype=dtype)
     if load_weights:
         load_hf_weights(backbone, read_hf_tensors(directory))
     return backbone

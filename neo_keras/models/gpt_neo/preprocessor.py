@@ -6,11 +6,12 @@ import keras
 import keras_hub
 
 from neo_keras.models.gpt_neo.backbone import GPTNeoBackbone
+from neo_keras.models.gpt_neo.preset_loader import PresetLoading
 from neo_keras.models.gpt_neo.tokenizer import GPTNeoTokenizer
 
 
 @keras.saving.register_keras_serializable(package="neo_keras")
-class GPTNeoCausalLMPreprocessor(keras_hub.models.CausalLMPreprocessor):
+class GPTNeoCausalLMPreprocessor(PresetLoading, keras_hub.models.CausalLMPreprocessor):
     """Tokenizes and packs strings for `GPTNeoCausalLM`.
 
     Called on strings it returns `(x, y, sample_weight)` for next-token training; its
@@ -55,13 +56,3 @@ class GPTNeoCausalLMPreprocessor(keras_hub.models.CausalLMPreprocessor):
             add_end_token=add_end_token,
             **kwargs,
         )
-
-    @classmethod
-    def from_preset(cls, preset: str, **kwargs) -> GPTNeoCausalLMPreprocessor:
-        """Loads from a Hugging Face directory or id, a named size or a Keras preset."""
-        from neo_keras.models.gpt_neo import hf_convert, presets
-
-        source = presets.resolve(preset)
-        if hf_convert.is_hf_checkpoint(source):
-            return cls(GPTNeoTokenizer.from_preset(source), **kwargs)
-        return super().from_preset(source, **kwargs)

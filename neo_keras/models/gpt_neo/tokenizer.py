@@ -6,13 +6,13 @@ import keras
 import keras_hub
 from tokenizers import pre_tokenizers
 
+from neo_keras.data.tokenizer import END_OF_TEXT
 from neo_keras.models.gpt_neo.backbone import GPTNeoBackbone
-
-END_OF_TEXT = "<|endoftext|>"
+from neo_keras.models.gpt_neo.preset_loader import PresetLoading
 
 
 @keras.saving.register_keras_serializable(package="neo_keras")
-class GPTNeoTokenizer(keras_hub.tokenizers.BytePairTokenizer):
+class GPTNeoTokenizer(PresetLoading, keras_hub.tokenizers.BytePairTokenizer):
     """Byte-level BPE tokenizer for GPT-Neo.
 
     `<|endoftext|>` is the start, end and padding token, as in the released checkpoints.
@@ -51,13 +51,3 @@ class GPTNeoTokenizer(keras_hub.tokenizers.BytePairTokenizer):
         # A literal "<|endoftext|>" in a prompt is text, as in the training data; the
         # preprocessor places the real end-of-text by id.
         self._tokenizer.encode_special_tokens = True
-
-    @classmethod
-    def from_preset(cls, preset: str, **kwargs) -> GPTNeoTokenizer:
-        """Loads from a Hugging Face directory or id, a named size or a Keras preset."""
-        from neo_keras.models.gpt_neo import hf_convert, presets
-
-        with presets.opened(preset) as source:
-            if hf_convert.is_hf_checkpoint(source):
-                return hf_convert.load_tokenizer(source)
-            return super().from_preset(source, **kwargs)
