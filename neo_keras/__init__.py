@@ -2,8 +2,8 @@
 
 `import neo_keras` loads neither TensorFlow nor Keras, so the corpus maker, the data formats,
 pass@k and the sandbox start in a moment. The model classes load on first use
-(`neo_keras.GPTNeoCausalLM`); `import neo_keras.models` loads them and registers them with
-Keras, so that `.keras` files and presets written here load with `keras.saving.load_model`.
+(`from neo_keras import GPTNeoCausalLM`), which also registers all four with Keras, so that
+`.keras` files written here load with `keras.saving.load_model`.
 """
 
 from __future__ import annotations

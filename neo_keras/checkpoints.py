@@ -1,9 +1,9 @@
-"""Where a model lives: a training output directory, or anything `from_preset` reads.
+"""A training run's directory, and where a model lives: a run's checkpoint, or anything
+`from_preset` reads.
 
-A training run writes `<run>/run_config.json` and Keras presets under
-`<run>/checkpoints/{best,latest}`; the evaluator and the exporter both resolve a `--model`
-(and `--checkpoint`) to the preset to load through this module. Any of these paths may be on a
-`tf.io.gfile` file system such as `gs://`.
+`RunDirectory` is the one place the run's files are named: the trainer writes through it, and
+train, evaluate and export resolve a model reference with `resolve_source`. Any of these paths
+may be on a `tf.io.gfile` file system such as `gs://`.
 """
 
 from __future__ import annotations
@@ -13,11 +13,65 @@ import os
 from dataclasses import dataclass
 
 from neo_keras import file_io
+from neo_keras.models.gpt_neo import presets
 
-CHECKPOINTS_DIR = "checkpoints"
-RUN_CONFIG_FILE = "run_config.json"
 CHECKPOINT_NAMES = ("best", "latest")
 DEFAULT_CHECKPOINT = "best"
+
+
+@dataclass(frozen=True)
+class RunDirectory:
+    """The files of a training run under `root`:
+
+    run_config.json                     the run's flags, checked when it resumes
+    logs/                               TensorBoard scalars
+    checkpoints/best/                   Keras preset of the lowest validation loss
+    checkpoints/best_val_loss.json      that loss and its step
+    checkpoints/latest/                 Keras preset of the last validation pass
+    checkpoints/resume/                 weights, optimizer state and step
+    """
+
+    root: str
+
+    @property
+    def run_config(self) -> str:
+        return os.path.join(self.root, "run_config.json")
+
+    @property
+    def logs(self) -> str:
+        return os.path.join(self.root, "logs")
+
+    @property
+    def checkpoints(self) -> str:
+        return os.path.join(self.root, "checkpoints")
+
+    def preset(self, name: str) -> str:
+        """The Keras preset `name` ("best" or "latest")."""
+        return os.path.join(self.checkpoints, name)
+
+    @property
+    def best_record(self) -> str:
+        return os.path.join(self.checkpoints, "best_val_loss.json")
+
+    @property
+    def resume(self) -> str:
+        return os.path.join(self.checkpoints, "resume")
+
+    def is_run(self) -> bool:
+        """True when the trainer wrote here: there is `checkpoints/` or `run_config.json`."""
+        return file_io.isdir(self.checkpoints) or file_io.isfile(self.run_config)
+
+    def read_config(self) -> dict | None:
+        """The run's flags, or None before the run has written them."""
+        if not file_io.isfile(self.run_config):
+            return None
+        try:
+            return json.loads(file_io.read_text(self.run_config))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise SourceError(
+                f"Cannot read the training config {self.run_config}: {error}. Fix or remove "
+                "the file."
+            ) from error
 
 
 class SourceError(ValueError):
@@ -26,24 +80,6 @@ class SourceError(ValueError):
 
 class MissingCheckpointError(SourceError, FileNotFoundError):
     """A training output directory without the checkpoint asked for."""
-
-
-def _check_name(checkpoint: str) -> None:
-    if checkpoint not in CHECKPOINT_NAMES:
-        raise SourceError(f"checkpoint must be one of {CHECKPOINT_NAMES}, got {checkpoint!r}.")
-
-
-def resolve_model_source(path: str, checkpoint: str = DEFAULT_CHECKPOINT) -> str:
-    """What `GPTNeoCausalLM.from_preset` should open for `path`.
-
-    A training output directory resolves to `<path>/checkpoints/<checkpoint>`; any other
-    source (a Hugging Face directory, an `hf://` id, a named size, a Keras preset) is returned
-    unchanged for `from_preset` to judge.
-    """
-    _check_name(checkpoint)
-    if file_io.isdir(path) and is_training_output(path):
-        return _checkpoint_dir(path, checkpoint)
-    return path
 
 
 @dataclass(frozen=True)
@@ -63,55 +99,47 @@ class Source:
     training_config: dict | None
 
 
-def is_training_output(path: str) -> bool:
-    """True for a directory the trainer wrote: it holds `checkpoints/` or `run_config.json`."""
-    return file_io.isdir(os.path.join(path, CHECKPOINTS_DIR)) or file_io.isfile(
-        os.path.join(path, RUN_CONFIG_FILE)
-    )
-
-
 def resolve_source(reference: str, checkpoint: str | None = None) -> Source:
     """Resolves `reference`; a training output dir resolves to its `checkpoint` (default best).
 
     A checkpoint directory given directly (`<run>/checkpoints/<name>`) keeps the run's
-    training config.
+    training config. Any other source (a Hugging Face directory, an `hf://` id, a named size,
+    a Keras preset) is returned as it is, for `from_preset` to judge; a `checkpoint` named for
+    one is an error.
     """
-    if checkpoint is not None:
-        _check_name(checkpoint)
-    if file_io.isdir(reference) and is_training_output(reference):
+    if checkpoint is not None and checkpoint not in CHECKPOINT_NAMES:
+        raise SourceError(f"checkpoint must be one of {CHECKPOINT_NAMES}, got {checkpoint!r}.")
+    if presets.is_hub_reference(reference):
+        if checkpoint is not None:
+            raise _not_a_run(reference, checkpoint)
+        return Source(reference, reference, None, None)
+    run = RunDirectory(reference)
+    if file_io.isdir(reference) and run.is_run():
         name = checkpoint or DEFAULT_CHECKPOINT
-        return Source(
-            reference=reference,
-            model_path=_checkpoint_dir(reference, name),
-            checkpoint=name,
-            training_config=_read_run_config(reference),
-        )
+        return Source(reference, _checkpoint_of(run, name), name, run.read_config())
     if checkpoint is not None:
-        raise SourceError(
-            f"--checkpoint {checkpoint} applies to training output directories (holding "
-            f"{CHECKPOINTS_DIR}/ and {RUN_CONFIG_FILE}); {reference} is not one. Drop the flag "
-            "or point --model at the training output directory."
-        )
-    run_dir = _run_dir_of_checkpoint(reference)
-    return Source(
-        reference=reference,
-        model_path=reference,
-        checkpoint=os.path.basename(os.path.normpath(reference)) if run_dir else None,
-        training_config=_read_run_config(run_dir) if run_dir else None,
+        raise _not_a_run(reference, checkpoint)
+    run = _run_of_checkpoint(reference)
+    if run is None:
+        return Source(reference, reference, None, None)
+    name = os.path.basename(os.path.normpath(reference))
+    return Source(reference, reference, name, run.read_config())
+
+
+def _not_a_run(reference: str, checkpoint: str) -> SourceError:
+    return SourceError(
+        f"--checkpoint {checkpoint} applies to training output directories (holding "
+        f"checkpoints/ and run_config.json); {reference} is not one. Drop the flag "
+        "or point --model at the training output directory."
     )
 
 
-def _checkpoint_dir(run_dir: str, name: str) -> str:
-    path = os.path.join(run_dir, CHECKPOINTS_DIR, name)
-    if file_io.isdir(path):
-        return path
-    present = [
-        other
-        for other in CHECKPOINT_NAMES
-        if file_io.isdir(os.path.join(run_dir, CHECKPOINTS_DIR, other))
-    ]
+def _checkpoint_of(run: RunDirectory, name: str) -> str:
+    if file_io.isdir(run.preset(name)):
+        return run.preset(name)
+    present = [other for other in CHECKPOINT_NAMES if file_io.isdir(run.preset(other))]
     raise MissingCheckpointError(
-        f"{run_dir} is a training output directory but has no {name!r} checkpoint "
+        f"{run.root} is a training output directory but has no {name!r} checkpoint "
         f"(found: {present or 'none'}); "
         + (
             f"pick one with --checkpoint {present[0]}."
@@ -121,22 +149,10 @@ def _checkpoint_dir(run_dir: str, name: str) -> str:
     )
 
 
-def _run_dir_of_checkpoint(path: str) -> str | None:
-    """The run directory when `path` is `<run>/checkpoints/<name>`, else None."""
-    parent = os.path.dirname(file_io.absolute(path).rstrip("/"))
-    if os.path.basename(parent) != CHECKPOINTS_DIR:
+def _run_of_checkpoint(path: str) -> RunDirectory | None:
+    """The run when `path` is `<run>/checkpoints/<name>` of a run with its config, else None."""
+    checkpoints = os.path.dirname(file_io.absolute(path).rstrip("/"))
+    run = RunDirectory(os.path.dirname(checkpoints))
+    if checkpoints != run.checkpoints or not file_io.isfile(run.run_config):
         return None
-    run_dir = os.path.dirname(parent)
-    return run_dir if file_io.isfile(os.path.join(run_dir, RUN_CONFIG_FILE)) else None
-
-
-def _read_run_config(run_dir: str) -> dict | None:
-    path = os.path.join(run_dir, RUN_CONFIG_FILE)
-    if not file_io.isfile(path):
-        return None
-    try:
-        return json.loads(file_io.read_text(path))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise SourceError(
-            f"Cannot read the training config {path}: {error}. Fix or remove the file."
-        ) from error
+    return run

@@ -227,8 +227,11 @@ def training_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     """Every scalar the trainer logged to TensorBoard, as (step, value) lists."""
     import tensorflow as tf
 
+    from neo_keras.checkpoints import RunDirectory
+
     scalars: dict[str, list[tuple[int, float]]] = {}
-    for event_file in sorted(glob.glob(str(run_dir / "logs" / "train" / "events.out.*"))):
+    logs = RunDirectory(str(run_dir)).logs
+    for event_file in sorted(glob.glob(os.path.join(logs, "train", "events.out.*"))):
         for event in tf.compat.v1.train.summary_iterator(event_file):
             for value in event.summary.value:
                 number = float(tf.make_ndarray(value.tensor))
@@ -271,8 +274,11 @@ def step_report(paths: Paths, scale: Scale) -> None:
     print(f"corpus (make_corpus):      {paths.corpus}")
     print(f"tokenizer:                 {paths.tokenizer / 'tokenizer.json'}")
     print(f"TFDS dataset:              {paths.tfds / 'codeclippy' / 'demo'}")
-    print(f"training run:              {paths.run}  (TensorBoard: {paths.run / 'logs'})")
-    print(f"best checkpoint:           {paths.run / 'checkpoints' / 'best'}")
+    from neo_keras.checkpoints import RunDirectory  # loads TensorFlow: not at start
+
+    run = RunDirectory(str(paths.run))
+    print(f"training run:              {run.root}  (TensorBoard: {run.logs})")
+    print(f"best checkpoint:           {run.preset('best')}")
     print(f"HumanEval samples/results: {paths.evaluation}")
     print(f"Hugging Face export:       {paths.export}")
     print(f"training curve:            {paths.curve}")

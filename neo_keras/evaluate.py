@@ -22,6 +22,8 @@ from absl import app, flags
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+from neo_keras.checkpoints import CHECKPOINT_NAMES  # noqa: E402  (after the backend is set)
+
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     """Defines the evaluation flags on `flag_values` (absl's global flags by default)."""
@@ -34,7 +36,11 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         **on,
     )
     flags.DEFINE_enum(
-        "checkpoint", "best", ["best", "latest"], "Checkpoint of a training run.", **on
+        "checkpoint",
+        None,
+        CHECKPOINT_NAMES,
+        "Checkpoint of a training output directory (default: best).",
+        **on,
     )
     flags.DEFINE_string("model_name", None, "Model column of the table; from --model.", **on)
     flags.DEFINE_string(
@@ -197,12 +203,13 @@ class ModelSamples:
     partial = None  # every problem is sampled
 
     def __init__(self, config: flags.FlagValues, benchmark, stops: tuple[str, ...]):
-        from neo_keras.checkpoints import resolve_model_source
+        from neo_keras.checkpoints import resolve_source
         from neo_keras.models.gpt_neo import presets
 
         self.config = config
         self.stops = stops
-        self.model_source = resolve_model_source(config.model, config.checkpoint)
+        self.source = resolve_source(config.model, config.checkpoint)
+        self.model_source = self.source.model_path
         presets.check_exists(self.model_source)  # before the output directory is made
         self.prompts = {benchmark.task_id(p): p.prompt for p in benchmark.problems}
         self.generator = None
@@ -214,7 +221,7 @@ class ModelSamples:
         return {
             "model": config.model,
             "model_source": self.model_source,
-            "checkpoint": config.checkpoint if self.model_source != config.model else None,
+            "checkpoint": self.source.checkpoint if self.model_source != config.model else None,
             "dtype": config.dtype,
             "num_samples": config.num_samples,
             "temperature": None if config.greedy else config.temperature,

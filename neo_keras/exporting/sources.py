@@ -10,10 +10,6 @@ from neo_keras.models.gpt_neo import GPTNeoCausalLM, presets
 from neo_keras.models.gpt_neo.hf_convert import CheckpointError
 
 
-def _is_hub_reference(reference: str) -> bool:
-    return reference.startswith(presets.HF_PREFIX) or reference in presets.HUB_IDS
-
-
 def load_model(source: Source, dtype: str) -> GPTNeoCausalLM:
     """Loads the GPT-Neo causal LM at `source` with weights and compute in `dtype`."""
     path = source.model_path
@@ -26,7 +22,7 @@ def load_model(source: Source, dtype: str) -> GPTNeoCausalLM:
     try:
         model = GPTNeoCausalLM.from_preset(path, dtype=dtype)
     except FileNotFoundError as error:
-        if file_io.exists(path) or not _is_hub_reference(path):
+        if file_io.exists(path) or not presets.is_hub_reference(path):
             raise SourceError(str(error)) from error
         raise SourceError(
             f"Cannot fetch {path} from the Hugging Face hub: {error} Download it while online "

@@ -13,6 +13,7 @@ import tensorflow as tf
 from absl import logging
 
 from neo_keras import file_io
+from neo_keras.checkpoints import RunDirectory
 from neo_keras.models.gpt_neo.presets import PRESET_CONFIG_FILE
 from neo_keras.training.lm_trainer import CausalLMTrainer
 
@@ -209,31 +210,29 @@ class ResumeCheckpoint(keras.callbacks.Callback):
 
 
 class PresetCheckpoints(keras.callbacks.Callback):
-    """Keeps `best/` (lowest validation loss) and `latest/` as Keras presets.
+    """Keeps the run's `best` (lowest validation loss) and `latest` Keras presets.
 
     Each is written to a temporary sibling and renamed, so a reader never sees half a preset.
-    The best loss so far is kept in `best_val_loss.json` so that a resumed run continues
-    the comparison.
+    The best loss so far is kept beside them (`RunDirectory.best_record`) so that a resumed
+    run continues the comparison.
     """
 
-    def __init__(self, directory: str, causal_lm: keras.Model):
+    def __init__(self, run: RunDirectory, causal_lm: keras.Model):
         super().__init__()
-        self.directory = directory
+        self.run = run
         self.causal_lm = causal_lm
-        self.record = os.path.join(directory, "best_val_loss.json")
         self.best_loss = math.inf
-        if tf.io.gfile.exists(self.record):
-            with tf.io.gfile.GFile(self.record) as f:
-                self.best_loss = json.load(f)["val_loss"]
+        if tf.io.gfile.exists(run.best_record):
+            self.best_loss = json.loads(file_io.read_text(run.best_record))["val_loss"]
 
     def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get("val_loss")
-        save_preset_atomically(self.causal_lm, os.path.join(self.directory, "latest"))
+        save_preset_atomically(self.causal_lm, self.run.preset("latest"))
         if loss is not None and loss < self.best_loss:
             self.best_loss = loss
-            save_preset_atomically(self.causal_lm, os.path.join(self.directory, "best"))
+            save_preset_atomically(self.causal_lm, self.run.preset("best"))
             record = {"val_loss": loss, "step": optimizer_step(self.model)}
-            file_io.write_text(self.record, json.dumps(record))
+            file_io.write_text(self.run.best_record, json.dumps(record))
 
 
 def save_preset_atomically(causal_lm: keras.Model, path: str) -> None:

@@ -6,7 +6,6 @@ import dataclasses
 import functools
 import json
 import math
-import os
 import time
 
 import keras
@@ -23,6 +22,7 @@ from neo_keras.accelerators import (
     make_strategy,
     worker_count,
 )
+from neo_keras.checkpoints import RunDirectory
 from neo_keras.data import pipeline
 from neo_keras.models.gpt_neo import (
     GPTNeoBackbone,
@@ -128,7 +128,6 @@ OPERATIONAL_FIELDS = {
     "verbose",
     "micro_batch_size",
 }
-RUN_CONFIG_FILE = "run_config.json"
 _MAX_LAYERS = 256
 
 
@@ -142,11 +141,9 @@ def check_output_dir(config: TrainConfig) -> bool:
             f"--output_dir={config.output_dir} is a file, not a directory: give a directory "
             "for the run's checkpoints and logs (a new one, or the run's to resume it)."
         )
-    path = os.path.join(config.output_dir, RUN_CONFIG_FILE)
-    if not tf.io.gfile.exists(path):
+    previous = RunDirectory(config.output_dir).read_config()
+    if previous is None:
         return False
-    with tf.io.gfile.GFile(path) as f:
-        previous = json.load(f)
     current = dataclasses.asdict(config)
     changed = {
         name: (previous.get(name), value)
@@ -163,7 +160,7 @@ def check_output_dir(config: TrainConfig) -> bool:
 
 
 def _write_run_config(config: TrainConfig) -> None:
-    path = os.path.join(config.output_dir, RUN_CONFIG_FILE)
+    path = RunDirectory(config.output_dir).run_config
     file_io.write_text(path, json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True))
 
 
@@ -501,9 +498,9 @@ def train(config: TrainConfig) -> dict:
     for warning in plan_warnings:
         logging.warning("%s", warning)
 
-    checkpoints_dir = os.path.join(config.output_dir, "checkpoints")
+    run = RunDirectory(config.output_dir)
     resume = run_callbacks.ResumeCheckpoint(
-        os.path.join(checkpoints_dir, "resume"),
+        run.resume,
         causal_lm,
         optimizer,
         config.save_every,
@@ -563,8 +560,8 @@ def train(config: TrainConfig) -> dict:
     ]
     if chief:  # the other workers compute the same values; one writes them
         callbacks += [
-            run_callbacks.StepLogger(os.path.join(config.output_dir, "logs"), config.log_every),
-            run_callbacks.PresetCheckpoints(checkpoints_dir, causal_lm),
+            run_callbacks.StepLogger(run.logs, config.log_every),
+            run_callbacks.PresetCheckpoints(run, causal_lm),
         ]
     history = trainer.fit(
         train_data,
@@ -578,7 +575,7 @@ def train(config: TrainConfig) -> dict:
     if stop_guard.failed_step is not None:
         raise run_callbacks.NonFiniteLossError(
             f"The loss became NaN or infinite at step {stop_guard.failed_step}; training "
-            f"stopped. The last good checkpoint is in {checkpoints_dir}/resume (rerun the same "
+            f"stopped. The last good checkpoint is in {run.resume} (rerun the same "
             "command to resume from it, e.g. with a lower --learning_rate)."
         )
     final = {name: values[-1] for name, values in history.history.items() if values}

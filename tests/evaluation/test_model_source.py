@@ -6,7 +6,11 @@ import os
 
 import pytest
 
-from neo_keras.checkpoints import resolve_model_source
+from neo_keras.checkpoints import SourceError, resolve_source
+
+
+def resolve_model_source(reference, checkpoint=None):
+    return resolve_source(reference, checkpoint).model_path
 
 
 def test_training_output_resolves_to_its_checkpoint(tmp_path):
@@ -32,6 +36,9 @@ def test_other_sources_pass_through(tmp_path):
         assert resolve_model_source(source) == source
     with pytest.raises(ValueError, match="checkpoint must be one of"):
         resolve_model_source(str(tmp_path), "final")
+    # A checkpoint named for what is not a training run is refused, by evaluate and export alike.
+    with pytest.raises(SourceError, match="--checkpoint latest applies to training output"):
+        resolve_model_source(str(tmp_path), "latest")
 
 
 @pytest.mark.parametrize("model", ["/nonexistent/model", "EMPTY_DIR"])

@@ -12,7 +12,8 @@ def main(keras_export, hf_export, inputs_path, text, outputs_path):
     import keras
     import numpy as np
 
-    import neo_keras.models  # registers the classes that load_model reads
+    import neo_keras
+    from neo_keras import GPTNeoCausalLM  # noqa: F401  (registers the classes load_model reads)
 
     inputs = dict(np.load(inputs_path))
     single_file = keras.saving.load_model(os.path.join(keras_export, "model.keras"))

@@ -77,12 +77,17 @@ def resolve(preset: str) -> str:
     return _download_hf_repository(preset[len(HF_PREFIX) :])
 
 
+def is_hub_reference(preset: str) -> bool:
+    """True for an `hf://` id or a named size: models on the Hugging Face hub."""
+    return preset.startswith(HF_PREFIX) or preset in HUB_IDS
+
+
 def check_exists(preset: str) -> None:
     """Raises `FileNotFoundError` when `preset` is a path that holds no model.
 
     Hub ids and named sizes pass unchecked: looking them up would download them.
     """
-    if preset in HUB_IDS or preset.startswith(HF_PREFIX):
+    if is_hub_reference(preset):
         return
     if not file_io.exists(preset):
         raise FileNotFoundError(_no_model_at(preset))
