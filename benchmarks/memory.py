@@ -41,7 +41,7 @@ def parse_args() -> argparse.Namespace:
 
 def run_config(args: argparse.Namespace, variant: dict):
     """The training program's configuration of `variant`'s step: float32, AdamW."""
-    from neo_keras.training.run import TrainConfig
+    from neo_keras.training.config import TrainConfig
 
     return TrainConfig(
         output_dir="unused",
@@ -74,7 +74,7 @@ def measure(args: argparse.Namespace, variant: dict) -> dict:
 def plan(args: argparse.Namespace, variant: dict) -> int:
     """`neo_keras.training.memory_plan`'s step peak for `variant`."""
     from neo_keras.models.gpt_neo import presets
-    from neo_keras.training.run import memory_plan_of
+    from neo_keras.training.memory_plan import memory_plan_of
 
     backbone_config = presets.backbone_config(args.size)
     if not variant["banded"]:  # local layers then score every key, as global ones do

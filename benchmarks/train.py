@@ -37,8 +37,8 @@ from transformers import GPTNeoForCausalLM  # noqa: E402
 from neo_keras import GPTNeoCausalLM  # noqa: E402
 from neo_keras.models.gpt_neo import presets  # noqa: E402
 from neo_keras.models.gpt_neo.attention import GPTNeoAttention  # noqa: E402
+from neo_keras.training.callbacks import flops_per_token, measured_peak_flops  # noqa: E402
 from neo_keras.training.lm_trainer import CausalLMTrainer  # noqa: E402
-from neo_keras.training.run import flops_per_token, measured_peak_flops  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:

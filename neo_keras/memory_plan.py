@@ -25,15 +25,14 @@ from absl import app, flags, logging
 
 import neo_keras.train  # noqa: F401  (defines the training flags)
 from neo_keras.models.gpt_neo import presets
-from neo_keras.training.memory_plan import GIB
-from neo_keras.training.run import (
-    TrainConfig,
+from neo_keras.training.config import TrainConfig, check_batch_sizes
+from neo_keras.training.memory_plan import (
+    GIB,
     accelerator_of,
-    check_batch_sizes,
     describe_memory_plan,
-    load_tokenizer_of,
     memory_plan_of,
 )
+from neo_keras.training.run import load_tokenizer_of
 from neo_keras.training.step_memory import CPU_STATISTICS_VARIABLE
 
 flags.DEFINE_integer(

@@ -14,7 +14,7 @@ import sys
 
 from absl import app, flags, logging
 
-from neo_keras.training.run import CHOICES, ConfigurationError, TrainConfig
+from neo_keras.training.config import CHOICES, ConfigurationError, TrainConfig
 
 _HELP = {
     "output_dir": "Where checkpoints, logs and run_config.json go (local path or gs://).",

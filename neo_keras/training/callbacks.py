@@ -13,6 +13,7 @@ import tensorflow as tf
 from absl import logging
 
 from neo_keras import file_io
+from neo_keras.accelerators import is_tpu
 from neo_keras.checkpoints import RunDirectory
 from neo_keras.models.gpt_neo.presets import PRESET_CONFIG_FILE
 from neo_keras.training.lm_trainer import CausalLMTrainer
@@ -106,6 +107,39 @@ class Throughput(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self._last_time = None  # validation time is not training time
+
+
+def flops_per_token(backbone: keras.Model, sequence_length: int) -> float:
+    """Training FLOPs per token: 6 per parameter used in a matmul plus attention scores."""
+    positions = backbone.max_sequence_length * backbone.hidden_dim
+    parameters = backbone.count_params() - positions
+    attention = 12 * backbone.num_layers * backbone.hidden_dim * sequence_length
+    return 6 * parameters + attention
+
+
+def measured_peak_flops(dtype: str) -> float:
+    """FLOP/s of a large matmul on this host: the CPU's practical peak, for MFU on CPUs."""
+    size = 2048
+    a = tf.random.normal((size, size), dtype=dtype)
+    matmul = tf.function(lambda x: tf.matmul(x, x), jit_compile=True)
+    matmul(a).numpy()
+    start = time.perf_counter()
+    repeats = 5
+    for _ in range(repeats):
+        matmul(a).numpy()
+    return 2 * size**3 * repeats / (time.perf_counter() - start)
+
+
+def peak_flops(
+    peak_tflops: float, mixed_precision: str, strategy: tf.distribute.Strategy
+) -> float | None:
+    """The peak FLOP/s that MFU is measured against: `peak_tflops` when given, measured on
+    CPUs, unknown (None) on other chips."""
+    if peak_tflops:
+        return peak_tflops * 1e12
+    if is_tpu(strategy) or tf.config.list_logical_devices("GPU"):
+        return None  # unknown chip: give --peak_tflops to report MFU
+    return measured_peak_flops("bfloat16" if mixed_precision == "bfloat16" else "float32")
 
 
 class StepLogger(keras.callbacks.Callback):

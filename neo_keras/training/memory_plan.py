@@ -22,7 +22,10 @@ from __future__ import annotations
 
 import dataclasses
 
+from absl import logging
+
 from neo_keras.models.gpt_neo.attention import alternating_attention_types, expand_attention_types
+from neo_keras.training.config import ConfigurationError, TrainConfig
 
 GIB = 2**30
 _FLOAT32 = 4
@@ -340,3 +343,76 @@ def plan_memory(
         logits=_logits_bytes(step, loss_chunk_size),
         attention_backward=_attention_backward_bytes(step),
     )
+
+
+# --------------------------------------------------------------------------- a run's plan
+
+
+def memory_plan_of(
+    config: TrainConfig, backbone_config: dict, sequence_length: int, replicas: int
+) -> MemoryPlan:
+    """The memory plan of one replica's step of this run."""
+    per_replica = config.batch_size // replicas
+    micro_batch = min(config.micro_batch_size or per_replica, per_replica)
+    return plan_memory(
+        backbone_config,
+        micro_batch_size=micro_batch,
+        sequence_length=sequence_length,
+        accumulate=micro_batch < per_replica,
+        optimizer=config.optimizer,
+        mixed_precision=config.mixed_precision,
+        remat=config.remat,
+        loss_chunk_size=config.loss_chunk_size,
+    )
+
+
+def describe_memory_plan(
+    plan: MemoryPlan, hardware: Accelerator | None, replicas: int
+) -> tuple[str, list[str]]:
+    """The plan as a table, against a replica of `hardware` when one is named, and the
+    warnings it calls for: the step may not fit, or the run has another replica count."""
+    if hardware is None:
+        return f"Memory plan of one replica's step:\n{plan.table()}", []
+    text = (
+        f"Memory plan of one replica's step on {hardware.describe()}:\n"
+        f"{plan.table(hardware.replica_bytes)}"
+    )
+    warnings = []
+    if replicas != hardware.replicas:
+        warnings.append(
+            f"--accelerator={hardware.name} has {hardware.replicas} replicas but this run "
+            f"has {replicas}: the plan is for {replicas}."
+        )
+    if not plan.fits(hardware.replica_bytes):
+        warnings.append(
+            f"The step may not fit: its plan ({plan.peak / GIB:.1f} GiB) is over "
+            f"{SAFE_SHARE:.0%} of a {hardware.name} replica's "
+            f"{hardware.replica_bytes / GIB:.0f} GiB. Lower --micro_batch_size, or turn on "
+            "--remat or --loss_chunk_size."
+        )
+    return text, warnings
+
+
+def accelerator_of(config: TrainConfig) -> Accelerator | None:
+    """The hardware `--accelerator` names, or None; `ConfigurationError` for an unknown one."""
+    if not config.accelerator:
+        return None
+    try:
+        return accelerator(config.accelerator)
+    except ValueError as error:
+        raise ConfigurationError(f"--accelerator: {error}") from None
+
+
+def log_memory_plan(
+    config: TrainConfig,
+    backbone,
+    sequence_length: int,
+    replicas: int,
+    hardware: Accelerator | None,
+) -> None:
+    """Logs the plan of one replica's step of the run, and warns when it may not fit."""
+    plan = memory_plan_of(config, backbone.get_config(), sequence_length, replicas)
+    text, warnings = describe_memory_plan(plan, hardware, replicas)
+    logging.info("%s", text)
+    for warning in warnings:
+        logging.warning("%s", warning)

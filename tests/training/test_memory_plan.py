@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 
 from neo_keras.models.gpt_neo import presets
+from neo_keras.training.config import TrainConfig
 from neo_keras.training.memory_plan import (
     GIB,
     accelerator,
+    memory_plan_of,
     optimizer_state_count,
     parameter_count,
 )
-from neo_keras.training.run import TrainConfig, memory_plan_of
 
 REPO = Path(__file__).resolve().parents[2]
 TOLERANCE = 0.15

@@ -23,7 +23,8 @@ from absl import flags
 from neo_keras import GPTNeoCausalLM
 from neo_keras.data.builder_support import token_features
 from neo_keras.data.pipeline import DatasetNotBuiltError
-from neo_keras.training.run import ConfigurationError, TrainConfig, train
+from neo_keras.training.config import ConfigurationError, TrainConfig
+from neo_keras.training.run import train
 from tests.models.hf_fixtures import train_tokenizer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -158,8 +159,7 @@ def test_every_run_writes_to_its_own_output_dir_and_gives_one_run_length(monkeyp
 def test_every_accelerator_run_fits_the_hardware_it_names(monkeypatch):
     from neo_keras.memory_plan import builder_sequence_length
     from neo_keras.models.gpt_neo import presets
-    from neo_keras.training.memory_plan import accelerator
-    from neo_keras.training.run import memory_plan_of
+    from neo_keras.training.memory_plan import accelerator, memory_plan_of
 
     monkeypatch.chdir(REPO)
     for name in FLAGFILES:
@@ -184,7 +184,7 @@ def test_small_datasets_are_trained_for_epochs_and_warmup_fits_the_run(monkeypat
 
 
 def test_a_run_of_many_epochs_or_all_warmup_is_warned_about(caplog):
-    from neo_keras.training.run import warn_about_run_length
+    from neo_keras.training.config import warn_about_run_length
 
     config = TrainConfig(output_dir="unused", dataset="code_search_net/python", warmup_steps=800)
     with caplog.at_level("WARNING"):
