@@ -135,7 +135,25 @@ class CompletionGenerator:
     Example:
 
     ```python
-    generator = CompletionGenerator(model, SamplingSettings(greedy=True), max_new_tokens=64)
+    from tokenizers.pre_tokenizers import ByteLevel
+
+    from neo_keras import GPTNeoBackbone, GPTNeoCausalLM, GPTNeoCausalLMPreprocessor
+    from neo_keras import GPTNeoTokenizer
+    from neo_keras.evaluation.sampling import CompletionGenerator
+    from neo_keras.evaluation.token_choice import SamplingSettings
+
+    # A random model over a byte-level vocabulary: every text can be encoded.
+    alphabet = sorted(ByteLevel.alphabet())
+    vocabulary = {"<|endoftext|>": 0} | {byte: i + 1 for i, byte in enumerate(alphabet)}
+    vocabulary["de"] = len(vocabulary)
+    tokenizer = GPTNeoTokenizer(vocabulary=vocabulary, merges=["d e"])
+    backbone = GPTNeoBackbone(
+        vocabulary_size=len(vocabulary), num_layers=2, num_heads=2, hidden_dim=16,
+        window_size=4, max_sequence_length=64,
+    )
+    model = GPTNeoCausalLM(backbone, GPTNeoCausalLMPreprocessor(tokenizer))
+
+    generator = CompletionGenerator(model, SamplingSettings(greedy=True), max_new_tokens=8)
     [[completion]] = generator.generate(["def add(a, b):\\n"], stop_sequences=["\\ndef"])
     print(completion.text)
     ```

@@ -51,9 +51,24 @@ class CausalLMTrainer(keras.Model):
     Example:
 
     ```python
-    trainer = CausalLMTrainer(causal_lm, micro_batch_size=4, clip_norm=1.0)
+    import keras
+    import numpy as np
+
+    from neo_keras import GPTNeoBackbone, GPTNeoCausalLM
+    from neo_keras.training.lm_trainer import CausalLMTrainer
+
+    backbone = GPTNeoBackbone(
+        vocabulary_size=100, num_layers=2, num_heads=2, hidden_dim=16,
+        window_size=4, max_sequence_length=32,
+    )
+    # Batches of 8 sequences: x is the model's input, y the next tokens, the weight the mask.
+    token_ids = np.random.default_rng(0).integers(1, 100, (8, 16)).astype("int32")
+    x = {"token_ids": token_ids, "padding_mask": np.ones_like(token_ids)}
+    y, sample_weight = np.roll(token_ids, -1, axis=1), np.ones((8, 16), "float32")
+
+    trainer = CausalLMTrainer(GPTNeoCausalLM(backbone), micro_batch_size=4, clip_norm=1.0)
     trainer.compile(optimizer=keras.optimizers.AdamW(1e-4))
-    trainer.fit(dataset_of_x_y_sample_weight, steps_per_epoch=100)
+    trainer.fit(x, y, sample_weight=sample_weight, batch_size=8, epochs=1, verbose=0)
     ```
     """
 

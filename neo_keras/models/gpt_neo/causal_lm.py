@@ -107,6 +107,16 @@ class GPTNeoCausalLM(PresetLoading, keras_hub.models.CausalLM):
         Example:
 
         ```python
+        import keras
+        import numpy as np
+
+        from neo_keras import GPTNeoBackbone, GPTNeoCausalLM
+
+        causal_lm = GPTNeoCausalLM(GPTNeoBackbone(
+            vocabulary_size=100, num_layers=2, num_heads=2, hidden_dim=16,
+            window_size=4, max_sequence_length=32,
+        ))
+        token_ids = np.arange(1, 9, dtype="int32")[None]
         targets = keras.ops.roll(token_ids, shift=-1, axis=1)
         per_token_loss = causal_lm.score(token_ids, scoring_mode="loss", target_ids=targets)
         ```
