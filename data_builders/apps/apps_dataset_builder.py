@@ -32,8 +32,18 @@ from neo_keras.data.tokenizer import cached_tokenizer
 APPS_URL = "https://people.eecs.berkeley.edu/~hendrycks/APPS.tar.gz"
 TRAINING_VIEW = "training"
 EVALUATION_VIEW = "evaluation"
-_EVALUATION_FIELDS = ("problem_id", "prompt", "question", "starter_code", "fn_name", "inputs",
-                      "outputs", "solutions", "difficulty", "url")
+_EVALUATION_FIELDS = (
+    "problem_id",
+    "prompt",
+    "question",
+    "starter_code",
+    "fn_name",
+    "inputs",
+    "outputs",
+    "solutions",
+    "difficulty",
+    "url",
+)
 
 
 @dataclasses.dataclass(eq=False)
@@ -57,14 +67,17 @@ class AppsConfig(TokenConfig):
         super().__post_init__()
         self.problems = tuple(self.problems)  # a JSON config gives a list
         if not self.problems or not set(self.problems) <= set(APPS_SPLITS):
-            raise ValueError(f"problems must be a non-empty subset of {APPS_SPLITS}, "
-                             f"got {self.problems}.")
+            raise ValueError(
+                f"problems must be a non-empty subset of {APPS_SPLITS}, got {self.problems}."
+            )
         if self.view not in (TRAINING_VIEW, EVALUATION_VIEW):
-            raise ValueError(f"view must be {TRAINING_VIEW!r} or {EVALUATION_VIEW!r}, "
-                             f"got {self.view!r}.")
+            raise ValueError(
+                f"view must be {TRAINING_VIEW!r} or {EVALUATION_VIEW!r}, got {self.view!r}."
+            )
         if not 0.0 <= self.validation_fraction < 1.0:
-            raise ValueError(f"validation_fraction must be in [0, 1), "
-                             f"got {self.validation_fraction}.")
+            raise ValueError(
+                f"validation_fraction must be in [0, 1), got {self.validation_fraction}."
+            )
 
 
 class Builder(ReportingBuilder):
@@ -74,47 +87,69 @@ class Builder(ReportingBuilder):
     RELEASE_NOTES = {
         "1.0.0": "Prompt + solution examples with a solution-only loss mask.",
         "1.1.0": "Training examples and evaluation prompts byte for byte as the APPS scripts "
-                 "make them (neo_keras.data.apps); `has_starter_code` in the evaluation view.",
+        "make them (neo_keras.data.apps); `has_starter_code` in the evaluation view.",
     }
     MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
 Optional: without network access, put the release tarball ({APPS_URL}), or its extracted APPS/
 folder, in --manual_dir. Otherwise the tarball is downloaded."""
     BUILDER_CONFIGS = [
-        AppsConfig(name="train", problems=("train",),
-                   description="Train problems; validation held out by problem."),
-        AppsConfig(name="train_and_test", problems=("train", "test"),
-                   description="Train and test problems together; validation held out."),
-        AppsConfig(name="eval", problems=("test",), view=EVALUATION_VIEW,
-                   description="Test problems with their tests and difficulty, as text."),
+        AppsConfig(
+            name="train",
+            problems=("train",),
+            description="Train problems; validation held out by problem.",
+        ),
+        AppsConfig(
+            name="train_and_test",
+            problems=("train", "test"),
+            description="Train and test problems together; validation held out.",
+        ),
+        AppsConfig(
+            name="eval",
+            problems=("test",),
+            view=EVALUATION_VIEW,
+            description="Test problems with their tests and difficulty, as text.",
+        ),
     ]
 
     def _info(self) -> tfds.core.DatasetInfo:
         config = self.builder_config
         if config.view == EVALUATION_VIEW:
             features = tfds.features.FeaturesDict(
-                {**{name: tfds.features.Text() for name in _EVALUATION_FIELDS},
-                 "has_starter_code": tfds.features.Scalar(np.bool_)})
+                {
+                    **{name: tfds.features.Text() for name in _EVALUATION_FIELDS},
+                    "has_starter_code": tfds.features.Scalar(np.bool_),
+                }
+            )
         else:
             features = token_features(config.sequence_length)
-        return self.reporting_info(features=features,
-                                   homepage="https://github.com/hendrycks/apps")
+        return self.reporting_info(features=features, homepage="https://github.com/hendrycks/apps")
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         root = self._release_root(dl_manager)
         config = self.builder_config
-        folders = [(split, folder) for split in config.problems
-                   for folder in problem_folders(root, split)]
+        folders = [
+            (split, folder) for split in config.problems for folder in problem_folders(root, split)
+        ]
         if config.view == EVALUATION_VIEW:
-            return {split: self._generate_examples(
-                        split=split, folders=[f for f in folders if f[0] == split])
-                    for split in config.problems}
+            return {
+                split: self._generate_examples(
+                    split=split, folders=[f for f in folders if f[0] == split]
+                )
+                for split in config.problems
+            }
         self.record_tokenizer(config.tokenizer, config.sequence_length)
         held_out = validation_problem_keys(
-            [f"{split}/{folder.name}" for split, folder in folders], config.validation_fraction)
-        splits = {"train": [f for f in folders if f"{f[0]}/{f[1].name}" not in held_out],
-                  "validation": [f for f in folders if f"{f[0]}/{f[1].name}" in held_out]}
-        return {split: self._generate_examples(split=split, folders=split_folders)
-                for split, split_folders in splits.items() if split_folders}
+            [f"{split}/{folder.name}" for split, folder in folders], config.validation_fraction
+        )
+        splits = {
+            "train": [f for f in folders if f"{f[0]}/{f[1].name}" not in held_out],
+            "validation": [f for f in folders if f"{f[0]}/{f[1].name}" in held_out],
+        }
+        return {
+            split: self._generate_examples(split=split, folders=split_folders)
+            for split, split_folders in splits.items()
+            if split_folders
+        }
 
     def _generate_examples(self, split: str, folders: list[tuple[str, epath.Path]]):
         if self.builder_config.view == EVALUATION_VIEW:
@@ -140,8 +175,9 @@ folder, in --manual_dir. Otherwise the tarball is downloaded."""
                     counts["empty_solutions"] += 1
                     continue
                 solution_ids = tokenizer.encode(reindent_solution(solution))
-                example = prompt_completion_example(prompt_ids, solution_ids,
-                                                    tokenizer.eot_id, config.sequence_length)
+                example = prompt_completion_example(
+                    prompt_ids, solution_ids, tokenizer.eot_id, config.sequence_length
+                )
                 if example is None:
                     counts["too_long"] += 1
                     continue

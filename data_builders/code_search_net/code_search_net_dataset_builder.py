@@ -45,8 +45,9 @@ class CodeSearchNetConfig(TokenConfig):
         self.languages = tuple(self.languages)  # a JSON config gives a list
         unknown = set(self.languages) - set(LANGUAGES)
         if not self.languages or unknown:
-            raise ValueError(f"languages must be a non-empty subset of {LANGUAGES}, "
-                             f"got {self.languages}.")
+            raise ValueError(
+                f"languages must be a non-empty subset of {LANGUAGES}, got {self.languages}."
+            )
 
 
 class Builder(ReportingBuilder):
@@ -56,17 +57,17 @@ class Builder(ReportingBuilder):
     RELEASE_NOTES = {
         "1.0.0": "Token blocks with attention and loss masks.",
         "1.1.0": "Reads the release's own `original_string` field (and the Hugging Face "
-                 "export's `whole_func_string`); release zips in --manual_dir.",
+        "export's `whole_func_string`); release zips in --manual_dir.",
     }
     MANUAL_DOWNLOAD_INSTRUCTIONS = """\
 Optional: without network access, put the release zips (<language>.zip) in --manual_dir, as
 they are or extracted there (<language>/final/jsonl/{train,valid,test}/*.jsonl.gz). Languages
 found in neither form are downloaded."""
     BUILDER_CONFIGS = [
-        CodeSearchNetConfig(name="python", languages=("python",),
-                            description="Python functions."),
-        CodeSearchNetConfig(name="all", languages=LANGUAGES,
-                            description="Functions in all six languages."),
+        CodeSearchNetConfig(name="python", languages=("python",), description="Python functions."),
+        CodeSearchNetConfig(
+            name="all", languages=LANGUAGES, description="Functions in all six languages."
+        ),
     ]
 
     def _info(self) -> tfds.core.DatasetInfo:
@@ -85,19 +86,23 @@ found in neither form are downloaded."""
         if not shards["train"]:
             raise ManualDataError(
                 f"No CodeSearchNet training shards for {config.languages}: expected "
-                "<language>/final/jsonl/train/*.jsonl.gz in --manual_dir or in the downloads.")
-        return {split: self._generate_examples(split=split, shards=split_shards)
-                for split, split_shards in shards.items() if split_shards}
+                "<language>/final/jsonl/train/*.jsonl.gz in --manual_dir or in the downloads."
+            )
+        return {
+            split: self._generate_examples(split=split, shards=split_shards)
+            for split, split_shards in shards.items()
+            if split_shards
+        }
 
     def _generate_examples(self, split: str, shards: list[ShardSource]):
-        spec = PackingSpec(self.builder_config.tokenizer, self.builder_config.sequence_length,
-                           TEXT_FIELDS)
+        spec = PackingSpec(
+            self.builder_config.tokenizer, self.builder_config.sequence_length, TEXT_FIELDS
+        )
         if self.uses_beam:
             from neo_keras.data import beam_generation
 
             return beam_generation.PackedSplit(shards, spec, split)
-        examples = iter_split_examples(shards, spec, self.split_counts(split),
-                                       DocumentSelection())
+        examples = iter_split_examples(shards, spec, self.split_counts(split), DocumentSelection())
         return self.require_examples(split, examples, f"the {split} shards")
 
     def _language_sources(self, dl_manager: tfds.download.DownloadManager):
@@ -111,7 +116,8 @@ found in neither form are downloaded."""
                 yield root, language_shards(root, language)
         if missing:
             roots = dl_manager.download_and_extract(
-                {language: release_url(language) for language in missing})
+                {language: release_url(language) for language in missing}
+            )
             for language in missing:
                 yield roots[language], language_shards(roots[language], language)
 

@@ -67,10 +67,17 @@ folder or the folder holding it as --manual_dir. A corpus in the same layout can
 local source trees with `python -m neo_keras.make_corpus SRC... --output DIR`."""
     BUILDER_CONFIGS = [
         CodeClippyConfig(name="full", description="Every file of the corpus."),
-        CodeClippyConfig(name="dedup", dedup=True,
-                         description="Exact duplicates (by identifier sequence) removed."),
-        CodeClippyConfig(name="dedup_1pct", dedup=True, train_fraction=0.01,
-                         description="De-duplicated, about 1% of the training files."),
+        CodeClippyConfig(
+            name="dedup",
+            dedup=True,
+            description="Exact duplicates (by identifier sequence) removed.",
+        ),
+        CodeClippyConfig(
+            name="dedup_1pct",
+            dedup=True,
+            train_fraction=0.01,
+            description="De-duplicated, about 1% of the training files.",
+        ),
     ]
 
     def _info(self) -> tfds.core.DatasetInfo:
@@ -88,13 +95,16 @@ local source trees with `python -m neo_keras.make_corpus SRC... --output DIR`.""
         self.record_tokenizer(config.tokenizer, config.sequence_length)
         excluded = shards["validation"] + shards["test"] if config.dedup else []
         return {
-            split: self._generate_examples(split=split, shards=shards[split],
-                                           excluded=excluded if split == "train" else [])
-            for split in SPLITS if shards[split]
+            split: self._generate_examples(
+                split=split, shards=shards[split], excluded=excluded if split == "train" else []
+            )
+            for split in SPLITS
+            if shards[split]
         }
 
-    def _generate_examples(self, split: str, shards: list[ShardSource],
-                           excluded: list[ShardSource]):
+    def _generate_examples(
+        self, split: str, shards: list[ShardSource], excluded: list[ShardSource]
+    ):
         config = self.builder_config
         spec = PackingSpec(config.tokenizer, config.sequence_length)
         fraction = config.train_fraction if split == "train" else 1.0
@@ -105,14 +115,18 @@ local source trees with `python -m neo_keras.make_corpus SRC... --output DIR`.""
                 return beam_generation.DedupSplit(shards, excluded, spec, split, fraction)
             return beam_generation.PackedSplit(shards, spec, split, fraction)
         return self.require_examples(
-            split, self._local_examples(split, shards, excluded, spec, fraction),
-            f"the shards of {split}/")
+            split,
+            self._local_examples(split, shards, excluded, spec, fraction),
+            f"the shards of {split}/",
+        )
 
     def _local_examples(self, split, shards, excluded, spec, fraction):
         counts = self.split_counts(split)
         selection = DocumentSelection(
-            fraction, self.builder_config.dedup,
-            collect_digests(excluded, spec.text_fields) if excluded else frozenset())
+            fraction,
+            self.builder_config.dedup,
+            collect_digests(excluded, spec.text_fields) if excluded else frozenset(),
+        )
         yield from iter_split_examples(shards, spec, counts, selection)
 
 
@@ -128,5 +142,6 @@ def _corpus_root(manual: epath.Path) -> epath.Path:
     if len(inner) > 1:
         raise ManualDataError(
             f"{manual} holds several corpora ({', '.join(sorted(c.name for c in inner))}): "
-            "pass the one to build as --manual_dir.")
+            "pass the one to build as --manual_dir."
+        )
     return inner[0] if inner else manual

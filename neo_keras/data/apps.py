@@ -90,8 +90,10 @@ def training_prompt(problem: AppsProblem) -> str:
     """
     has_starter = problem.starter_code is not None
     answer_format = "Call-Based" if has_starter else "Standard Input"
-    return (f"\nQUESTION:\n{problem.question}\n{problem.starter_code or ''}\n"
-            f"\nUse {answer_format} format\n\nANSWER:\n")
+    return (
+        f"\nQUESTION:\n{problem.question}\n{problem.starter_code or ''}\n"
+        f"\nUse {answer_format} format\n\nANSWER:\n"
+    )
 
 
 def evaluation_prompt(problem: AppsProblem) -> str:
@@ -128,7 +130,7 @@ def reindent_solution(code: str) -> str:
         level = 0
         while unit and line.startswith(unit * (level + 1)):
             level += 1
-        out.append("\t" * level + line[len(unit) * level:] + "\n")
+        out.append("\t" * level + line[len(unit) * level :] + "\n")
     return "".join(out)
 
 
@@ -140,11 +142,13 @@ def find_apps_root(directory: epath.PathLike) -> epath.Path:
             return candidate
     raise AppsLayoutError(
         f"No APPS problems in {directory}: expected train/ and test/ folders of problem folders, "
-        "there or under APPS/ (as the release tarball extracts).")
+        "there or under APPS/ (as the release tarball extracts)."
+    )
 
 
-def read_apps_problems(root: epath.PathLike, split: str,
-                       counts: Counter | None = None) -> Iterator[AppsProblem]:
+def read_apps_problems(
+    root: epath.PathLike, split: str, counts: Counter | None = None
+) -> Iterator[AppsProblem]:
     """Yields the problems of one split, in folder order, skipping unreadable ones.
 
     Args:

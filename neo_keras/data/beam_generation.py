@@ -29,49 +29,64 @@ Document = tuple[int, int, int, str]
 
 
 @beam.ptransform_fn
-def PackedSplit(pbegin, shards: Sequence[ShardSource], spec: PackingSpec, split: str,
-                fraction: float = 1.0):
+def PackedSplit(
+    pbegin, shards: Sequence[ShardSource], spec: PackingSpec, split: str, fraction: float = 1.0
+):
     """Every shard packed on some worker, without de-duplication."""
-    return (pbegin
-            | "Shards" >> beam.Create(list(shards))
-            | "Spread" >> beam.Reshuffle()
-            | "Pack" >> beam.FlatMap(_shard_examples, spec=spec, split=split, fraction=fraction))
+    return (
+        pbegin
+        | "Shards" >> beam.Create(list(shards))
+        | "Spread" >> beam.Reshuffle()
+        | "Pack" >> beam.FlatMap(_shard_examples, spec=spec, split=split, fraction=fraction)
+    )
 
 
 @beam.ptransform_fn
-def DedupSplit(pbegin, shards: Sequence[ShardSource], excluded_shards: Sequence[ShardSource],
-               spec: PackingSpec, split: str, fraction: float = 1.0):
+def DedupSplit(
+    pbegin,
+    shards: Sequence[ShardSource],
+    excluded_shards: Sequence[ShardSource],
+    spec: PackingSpec,
+    split: str,
+    fraction: float = 1.0,
+):
     """De-duplicated by identifier digest, dropping anything that is in `excluded_shards`."""
-    documents = (pbegin
-                 | "Shards" >> beam.Create(list(enumerate(shards)))
-                 | "Spread" >> beam.Reshuffle()
-                 | "Read" >> beam.FlatMap(_keyed_documents, spec=spec, split=split,
-                                          fraction=fraction))
+    documents = (
+        pbegin
+        | "Shards" >> beam.Create(list(enumerate(shards)))
+        | "Spread" >> beam.Reshuffle()
+        | "Read" >> beam.FlatMap(_keyed_documents, spec=spec, split=split, fraction=fraction)
+    )
     sources = [documents]
     if excluded_shards:
-        sources.append(pbegin
-                       | "ExcludedShards" >> beam.Create(list(excluded_shards))
-                       | "SpreadExcluded" >> beam.Reshuffle()
-                       | "ExcludedDigests" >> beam.FlatMap(_excluded_marks,
-                                                           text_fields=spec.text_fields))
+        sources.append(
+            pbegin
+            | "ExcludedShards" >> beam.Create(list(excluded_shards))
+            | "SpreadExcluded" >> beam.Reshuffle()
+            | "ExcludedDigests" >> beam.FlatMap(_excluded_marks, text_fields=spec.text_fields)
+        )
     shard_keys = [shard.key for shard in shards]
-    return (sources
-            | "Merge" >> beam.Flatten()
-            | "FirstCopy" >> beam.CombinePerKey(_FirstCopyUnlessExcluded())
-            | "Survivors" >> beam.FlatMap(_survivor, split=split)
-            | "ByGroup" >> beam.GroupByKey()
-            | "Pack" >> beam.FlatMap(_pack_group, shard_keys=shard_keys, spec=spec, split=split))
+    return (
+        sources
+        | "Merge" >> beam.Flatten()
+        | "FirstCopy" >> beam.CombinePerKey(_FirstCopyUnlessExcluded())
+        | "Survivors" >> beam.FlatMap(_survivor, split=split)
+        | "ByGroup" >> beam.GroupByKey()
+        | "Pack" >> beam.FlatMap(_pack_group, shard_keys=shard_keys, spec=spec, split=split)
+    )
 
 
-def _shard_examples(shard: ShardSource, spec: PackingSpec, split: str,
-                    fraction: float) -> Iterator[KeyedExample]:
+def _shard_examples(
+    shard: ShardSource, spec: PackingSpec, split: str, fraction: float
+) -> Iterator[KeyedExample]:
     counts: Counter = Counter()
     yield from iter_shard_examples(shard, spec, counts, DocumentSelection(fraction))
     report_beam_counts(counts, split)
 
 
-def _keyed_documents(indexed_shard: tuple[int, ShardSource], spec: PackingSpec, split: str,
-                     fraction: float) -> Iterator[tuple[bytes, Document]]:
+def _keyed_documents(
+    indexed_shard: tuple[int, ShardSource], spec: PackingSpec, split: str, fraction: float
+) -> Iterator[tuple[bytes, Document]]:
     index, shard = indexed_shard
     counts: Counter = Counter()
     for item in iter_grouped_records(shard, counts, spec.text_fields):
@@ -82,8 +97,9 @@ def _keyed_documents(indexed_shard: tuple[int, ShardSource], spec: PackingSpec, 
     report_beam_counts(counts, split)
 
 
-def _excluded_marks(shard: ShardSource,
-                    text_fields: tuple[str, ...]) -> Iterator[tuple[bytes, None]]:
+def _excluded_marks(
+    shard: ShardSource, text_fields: tuple[str, ...]
+) -> Iterator[tuple[bytes, None]]:
     for item in iter_grouped_records(shard, Counter(), text_fields):
         yield item.digest, None
 
@@ -132,9 +148,12 @@ def _survivor(element, split: str) -> Iterator[tuple[tuple[int, int], tuple[int,
     report_beam_counts(counts, split)
 
 
-def _pack_group(element: tuple[tuple[int, int], Iterable[tuple[int, str]]],
-                shard_keys: Sequence[str], spec: PackingSpec,
-                split: str) -> Iterator[KeyedExample]:
+def _pack_group(
+    element: tuple[tuple[int, int], Iterable[tuple[int, str]]],
+    shard_keys: Sequence[str],
+    spec: PackingSpec,
+    split: str,
+) -> Iterator[KeyedExample]:
     (shard_index, group), documents = element
     texts = [text for _, text in sorted(documents)]
     counts: Counter = Counter()

@@ -54,13 +54,19 @@ def token_features(sequence_length: int) -> tfds.features.FeaturesDict:
 
     Stored as raw bytes: reading is a copy instead of decoding varints, several times faster.
     """
-    def vector(dtype):
-        return tfds.features.Tensor(shape=(sequence_length,), dtype=dtype,
-                                    encoding=tfds.features.Encoding.BYTES)
 
-    return tfds.features.FeaturesDict({"input_ids": vector(np.int32),
-                                       "attention_mask": vector(np.uint8),
-                                       "loss_mask": vector(np.uint8)})
+    def vector(dtype):
+        return tfds.features.Tensor(
+            shape=(sequence_length,), dtype=dtype, encoding=tfds.features.Encoding.BYTES
+        )
+
+    return tfds.features.FeaturesDict(
+        {
+            "input_ids": vector(np.int32),
+            "attention_mask": vector(np.uint8),
+            "loss_mask": vector(np.uint8),
+        }
+    )
 
 
 def manual_dir_or_none(dl_manager: tfds.download.DownloadManager) -> epath.Path | None:
@@ -71,8 +77,7 @@ def manual_dir_or_none(dl_manager: tfds.download.DownloadManager) -> epath.Path 
         return None
 
 
-def require_manual_dir(dl_manager: tfds.download.DownloadManager,
-                       what_to_do: str) -> epath.Path:
+def require_manual_dir(dl_manager: tfds.download.DownloadManager, what_to_do: str) -> epath.Path:
     """The user's `--manual_dir`, or a `ManualDataError` saying what to put there."""
     try:
         return epath.Path(dl_manager.manual_dir)
@@ -110,12 +115,14 @@ class ReportingBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     def record_tokenizer(self, spec: str, sequence_length: int) -> None:
         """Loads the tokenizer now (a bad spec fails before any work) and records it."""
         tokenizer = load_tokenizer(spec)
-        self.info.metadata.update({
-            "tokenizer": spec,
-            "eot_id": tokenizer.eot_id,
-            "vocab_size": tokenizer.vocab_size,
-            "sequence_length": sequence_length,
-        })
+        self.info.metadata.update(
+            {
+                "tokenizer": spec,
+                "eot_id": tokenizer.eot_id,
+                "vocab_size": tokenizer.vocab_size,
+                "sequence_length": sequence_length,
+            }
+        )
 
     def require_examples(self, split: str, examples: Iterator, source: str) -> Iterator:
         """Passes `examples` through, raising `EmptySplitError` if there were none."""
@@ -128,7 +135,8 @@ class ReportingBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             raise EmptySplitError(
                 f"Split {split!r} produced no example from {source}. What the readers "
                 f"counted: {counts or 'no records at all'}. Check that the files hold usable "
-                "records (see the counts), or remove that split's files.")
+                "records (see the counts), or remove that split's files."
+            )
 
     def _process_pipeline_result(self, pipeline_result) -> None:
         from apache_beam.metrics.metric import MetricsFilter
@@ -139,12 +147,17 @@ class ReportingBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             self.split_counts(split)[reason] += counter.committed
 
     def _publish_counts(self) -> None:
-        report = {split: dict(sorted(counts.items()))
-                  for split, counts in sorted(self._counts.items())}
+        report = {
+            split: dict(sorted(counts.items())) for split, counts in sorted(self._counts.items())
+        }
         self.info.metadata["build_counts"] = report
         for split, counts in report.items():
-            logger.warning("%s split %r: %s", self.info.full_name, split,
-                           ", ".join(f"{reason}={n}" for reason, n in counts.items()))
+            logger.warning(
+                "%s split %r: %s",
+                self.info.full_name,
+                split,
+                ", ".join(f"{reason}={n}" for reason, n in counts.items()),
+            )
 
 
 def report_beam_counts(counts: Counter, split: str) -> None:

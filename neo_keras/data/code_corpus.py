@@ -65,8 +65,9 @@ def shard_sources(root: epath.PathLike, shards: Sequence[epath.Path]) -> list[Sh
     return [ShardSource(shard.relative_to(root).as_posix(), os.fspath(shard)) for shard in shards]
 
 
-def iter_grouped_records(shard: ShardSource, counts: Counter,
-                         text_fields: tuple[str, ...]) -> Iterator[GroupedRecord]:
+def iter_grouped_records(
+    shard: ShardSource, counts: Counter, text_fields: tuple[str, ...]
+) -> Iterator[GroupedRecord]:
     """The usable records of a shard, each tagged with its group."""
     group, group_bytes = 0, 0
     for record in iter_records(shard.path, counts, text_fields):
@@ -89,8 +90,9 @@ class DocumentSelection:
     It holds one 16-byte digest per kept file, not the files.
     """
 
-    def __init__(self, fraction: float = 1.0, dedup: bool = False,
-                 excluded: frozenset[bytes] = frozenset()):
+    def __init__(
+        self, fraction: float = 1.0, dedup: bool = False, excluded: frozenset[bytes] = frozenset()
+    ):
         self._fraction = fraction
         self._dedup = dedup
         self._excluded = excluded
@@ -113,16 +115,19 @@ class DocumentSelection:
         return True
 
 
-def collect_digests(shards: Iterable[ShardSource],
-                    text_fields: tuple[str, ...]) -> frozenset[bytes]:
+def collect_digests(
+    shards: Iterable[ShardSource], text_fields: tuple[str, ...]
+) -> frozenset[bytes]:
     """Identifier digests of every usable document in `shards`."""
     counts: Counter = Counter()
-    return frozenset(item.digest for shard in shards
-                     for item in iter_grouped_records(shard, counts, text_fields))
+    return frozenset(
+        item.digest for shard in shards for item in iter_grouped_records(shard, counts, text_fields)
+    )
 
 
-def pack_group(shard_key: str, group: int, texts: Iterable[str], spec: PackingSpec,
-               counts: Counter) -> Iterator[KeyedExample]:
+def pack_group(
+    shard_key: str, group: int, texts: Iterable[str], spec: PackingSpec, counts: Counter
+) -> Iterator[KeyedExample]:
     """Packs one group's texts, in order, into keyed blocks `<shard>/<group>/<block>`."""
     tokenizer = cached_tokenizer(spec.tokenizer)
     packer = BlockPacker(spec.sequence_length, tokenizer.eot_id)
@@ -131,8 +136,9 @@ def pack_group(shard_key: str, group: int, texts: Iterable[str], spec: PackingSp
         yield f"{shard_key}/{group}/{index}", example
 
 
-def iter_shard_examples(shard: ShardSource, spec: PackingSpec, counts: Counter,
-                        selection: DocumentSelection) -> Iterator[KeyedExample]:
+def iter_shard_examples(
+    shard: ShardSource, spec: PackingSpec, counts: Counter, selection: DocumentSelection
+) -> Iterator[KeyedExample]:
     """All examples of one shard, streaming: one group's texts in memory at most."""
     current_group, texts = 0, []
     for item in iter_grouped_records(shard, counts, spec.text_fields):
@@ -144,15 +150,20 @@ def iter_shard_examples(shard: ShardSource, spec: PackingSpec, counts: Counter,
     yield from pack_group(shard.key, current_group, texts, spec, counts)
 
 
-def iter_split_examples(shards: Sequence[ShardSource], spec: PackingSpec, counts: Counter,
-                        selection: DocumentSelection) -> Iterator[KeyedExample]:
+def iter_split_examples(
+    shards: Sequence[ShardSource], spec: PackingSpec, counts: Counter, selection: DocumentSelection
+) -> Iterator[KeyedExample]:
     """All examples of a split's shards, in shard order."""
     for shard in shards:
         yield from iter_shard_examples(shard, spec, counts, selection)
 
 
-def _packed_blocks(packer: BlockPacker, encode_batch: Callable[[list[str]], list[list[int]]],
-                   texts: Iterable[str], counts: Counter) -> Iterator[TokenExample]:
+def _packed_blocks(
+    packer: BlockPacker,
+    encode_batch: Callable[[list[str]], list[list[int]]],
+    texts: Iterable[str],
+    counts: Counter,
+) -> Iterator[TokenExample]:
     batch: list[str] = []
     for text in texts:
         batch.append(text)
@@ -164,8 +175,9 @@ def _packed_blocks(packer: BlockPacker, encode_batch: Callable[[list[str]], list
     yield from packer.finish()
 
 
-def _add_encoded(packer: BlockPacker, encoded: list[list[int]],
-                 counts: Counter) -> Iterator[TokenExample]:
+def _add_encoded(
+    packer: BlockPacker, encoded: list[list[int]], counts: Counter
+) -> Iterator[TokenExample]:
     for ids in encoded:
         counts["documents"] += 1
         counts["tokens"] += len(ids) + 1

@@ -36,5 +36,7 @@ def language_shards(root: epath.PathLike, language: str) -> dict[str, list[epath
     Empty lists when `root` does not hold that language.
     """
     base = epath.Path(root) / language / "final" / "jsonl"
-    return {split: list_shards(base / folder, f"*{GZIP_SUFFIX}")
-            for folder, split in SPLIT_FOLDERS.items()}
+    return {
+        split: list_shards(base / folder, f"*{GZIP_SUFFIX}")
+        for folder, split in SPLIT_FOLDERS.items()
+    }

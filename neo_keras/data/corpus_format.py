@@ -59,8 +59,9 @@ def list_shards(directory: epath.PathLike, pattern: str = f"*{ZSTD_SUFFIX}") -> 
     return sorted(path for path in directory.glob(pattern) if not path.is_dir())
 
 
-def iter_records(path: epath.PathLike, counts: Counter,
-                 text_fields: tuple[str, ...] = ("text",)) -> Iterator[SourceRecord]:
+def iter_records(
+    path: epath.PathLike, counts: Counter, text_fields: tuple[str, ...] = ("text",)
+) -> Iterator[SourceRecord]:
     """Yields the usable records of one shard, counting every skipped line or shard by reason.
 
     Args:
@@ -86,7 +87,11 @@ def iter_records(path: epath.PathLike, counts: Counter,
         counts["corrupt_shards"] += 1
         logger.warning(
             "Shard %s is damaged after line %d (%s); its remaining lines are skipped. "
-            "Download or copy it again to use them.", path, line_number, err)
+            "Download or copy it again to use them.",
+            path,
+            line_number,
+            err,
+        )
 
 
 def iter_corpus_texts(directory: epath.PathLike) -> Iterator[str]:
@@ -97,8 +102,9 @@ def iter_corpus_texts(directory: epath.PathLike) -> Iterator[str]:
             yield record.text
 
 
-def _parse_line(line: bytes, line_number: int, counts: Counter,
-                text_fields: tuple[str, ...]) -> SourceRecord | None:
+def _parse_line(
+    line: bytes, line_number: int, counts: Counter, text_fields: tuple[str, ...]
+) -> SourceRecord | None:
     if not line.strip():
         return None  # blank separator lines are not records
     try:

@@ -69,12 +69,17 @@ class CorpusSummary:
 
     def describe(self) -> str:
         """A few lines for the terminal."""
-        lines = [f"{split}: {self.files.get(split, 0)} files from "
-                 f"{self.repositories.get(split, 0)} repositories" for split in SPLITS]
+        lines = [
+            f"{split}: {self.files.get(split, 0)} files from "
+            f"{self.repositories.get(split, 0)} repositories"
+            for split in SPLITS
+        ]
         lines.append(f"source text: {self.source_bytes / 1e6:.1f} MB")
         if self.skipped:
-            lines.append("skipped: " + ", ".join(f"{reason}={count}"
-                                                 for reason, count in sorted(self.skipped.items())))
+            lines.append(
+                "skipped: "
+                + ", ".join(f"{reason}={count}" for reason, count in sorted(self.skipped.items()))
+            )
         return "\n".join(lines)
 
 
@@ -91,8 +96,9 @@ def discover_repositories(sources: Sequence[str | os.PathLike]) -> list[Reposito
     return _unique_names(sorted(repositories, key=lambda repo: (repo.name, str(repo.root))))
 
 
-def assign_splits(sizes: dict[str, int], validation_fraction: float,
-                  test_fraction: float) -> dict[str, str]:
+def assign_splits(
+    sizes: dict[str, int], validation_fraction: float, test_fraction: float
+) -> dict[str, str]:
     """Repository name -> split, aiming at the fractions of the corpus's bytes.
 
     Repositories are visited in the order of a digest of their name (stable as repositories
@@ -120,10 +126,16 @@ def assign_splits(sizes: dict[str, int], validation_fraction: float,
     return splits
 
 
-def make_corpus(sources: Sequence[str | os.PathLike], output: str | os.PathLike,
-                validation_fraction: float = 0.05, test_fraction: float = 0.05,
-                max_file_bytes: int = 1 << 20, records_per_shard: int = 10_000,
-                overwrite: bool = False, progress: bool = False) -> CorpusSummary:
+def make_corpus(
+    sources: Sequence[str | os.PathLike],
+    output: str | os.PathLike,
+    validation_fraction: float = 0.05,
+    test_fraction: float = 0.05,
+    max_file_bytes: int = 1 << 20,
+    records_per_shard: int = 10_000,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> CorpusSummary:
     """Writes the corpus of `sources` to `output/{train,validation,test}/*.jsonl.zst`.
 
     Everything is checked before a file is written (the settings, the output, that there is
@@ -154,8 +166,9 @@ def make_corpus(sources: Sequence[str | os.PathLike], output: str | os.PathLike,
         with writers["train"], writers["validation"], writers["test"]:
             for repo in tqdm(repositories, desc="repositories", disable=not progress):
                 split = splits[repo.name]
-                written = _write_repository(repo, files[repo.name], writers[split],
-                                            max_file_bytes, summary)
+                written = _write_repository(
+                    repo, files[repo.name], writers[split], max_file_bytes, summary
+                )
                 summary.files[split] = summary.files.get(split, 0) + written
                 summary.repositories[split] = summary.repositories.get(split, 0) + 1
         # Files that looked like code may still be skipped as they are read (binary, too big).
@@ -166,24 +179,31 @@ def make_corpus(sources: Sequence[str | os.PathLike], output: str | os.PathLike,
     return summary
 
 
-def _check_settings(fractions: dict[str, float], max_file_bytes: int,
-                    records_per_shard: int) -> None:
+def _check_settings(
+    fractions: dict[str, float], max_file_bytes: int, records_per_shard: int
+) -> None:
     for split, fraction in fractions.items():
         if not 0 <= fraction < 1:
-            raise CorpusError(f"--{split}_fraction={fraction} is not in [0, 1): give the share "
-                              "of the corpus's bytes for that split, such as 0.05.")
+            raise CorpusError(
+                f"--{split}_fraction={fraction} is not in [0, 1): give the share "
+                "of the corpus's bytes for that split, such as 0.05."
+            )
     if sum(fractions.values()) >= 1:
         raise CorpusError(
             f"--validation_fraction={fractions['validation']} and --test_fraction="
-            f"{fractions['test']} leave nothing to train on: their sum must be under 1.")
-    for flag, value in (("max_file_bytes", max_file_bytes),
-                        ("records_per_shard", records_per_shard)):
+            f"{fractions['test']} leave nothing to train on: their sum must be under 1."
+        )
+    for flag, value in (
+        ("max_file_bytes", max_file_bytes),
+        ("records_per_shard", records_per_shard),
+    ):
         if value < 1:
             raise CorpusError(f"--{flag}={value} must be positive.")
 
 
-def _repositories_with_code(sources: Sequence[str | os.PathLike], skipped: Counter
-                            ) -> tuple[list[Repository], dict[str, list]]:
+def _repositories_with_code(
+    sources: Sequence[str | os.PathLike], skipped: Counter
+) -> tuple[list[Repository], dict[str, list]]:
     """The repositories of `sources` that have files in a known language, and those files."""
     repositories = discover_repositories(sources)
     files = {repo.name: _code_files(repo, skipped) for repo in repositories}
@@ -193,7 +213,8 @@ def _repositories_with_code(sources: Sequence[str | os.PathLike], skipped: Count
         raise CorpusError(
             f"No source files in a known language under {looked_at} ({len(repositories)} "
             f"repositories, {skipped['not_code']} other files): give git checkouts or folders "
-            "of repositories with code in them.")
+            "of repositories with code in them."
+        )
     skipped["repositories_without_code"] += len(repositories) - len(with_code)
     return with_code, {repo.name: files[repo.name] for repo in with_code}
 
@@ -210,7 +231,8 @@ def _check_every_split_is_given(counts: Counter, fractions: dict[str, float], wh
         raise CorpusError(
             f"The {' and '.join(empty)} split would get no {what} ({found}): a corpus is split "
             f"by repository, and validation and test need a repository each beside train. "
-            f"Add repositories, or pass {zeros} to make no such split.")
+            f"Add repositories, or pass {zeros} to make no such split."
+        )
 
 
 def _code_files(repo: Repository, skipped: Counter) -> list[tuple[Path, str, int]]:
@@ -225,22 +247,30 @@ def _code_files(repo: Repository, skipped: Counter) -> list[tuple[Path, str, int
     return files
 
 
-def _write_repository(repo: Repository, files: list[tuple[Path, str, int]], writer: ShardWriter,
-                      max_file_bytes: int, summary: CorpusSummary) -> int:
+def _write_repository(
+    repo: Repository,
+    files: list[tuple[Path, str, int]],
+    writer: ShardWriter,
+    max_file_bytes: int,
+    summary: CorpusSummary,
+) -> int:
     repo_language = _main_language(files)
     written = 0
     for path, _, _ in files:
         text = read_source_text(path, max_file_bytes, summary.skipped)
         if text is None:
             continue
-        writer.write(text, {
-            "repo_name": repo.name,
-            "stars": None,  # unknown for a local tree
-            "repo_language": repo_language,
-            "file_name": path.relative_to(repo.root).as_posix(),
-            "mime_type": mime_type_of(path),
-            "license": repo.license,
-        })
+        writer.write(
+            text,
+            {
+                "repo_name": repo.name,
+                "stars": None,  # unknown for a local tree
+                "repo_language": repo_language,
+                "file_name": path.relative_to(repo.root).as_posix(),
+                "mime_type": mime_type_of(path),
+                "license": repo.license,
+            },
+        )
         summary.source_bytes += len(text.encode("utf-8"))
         written += 1
     return written
@@ -274,15 +304,19 @@ def _repositories_in(root: Path) -> list[Repository]:
         return [Repository(_git_name(root) or root.name, root, detect_license(root) or UNKNOWN)]
     folder_license = detect_license(root)
     repositories = [
-        Repository(_git_name(child) or f"{root.name}/{child.name}", child,
-                   detect_license(child) or folder_license or UNKNOWN)
+        Repository(
+            _git_name(child) or f"{root.name}/{child.name}",
+            child,
+            detect_license(child) or folder_license or UNKNOWN,
+        )
         for child in sorted(root.iterdir())
-        if child.is_dir() and not child.is_symlink() and not child.name.startswith(".")
+        if child.is_dir()
+        and not child.is_symlink()
+        and not child.name.startswith(".")
         and child.name not in SKIPPED_DIRS
     ]
     if any(_is_source_file(path) for path in root.iterdir()):
-        repositories.append(Repository(root.name, root, folder_license or UNKNOWN,
-                                       recursive=False))
+        repositories.append(Repository(root.name, root, folder_license or UNKNOWN, recursive=False))
     return repositories
 
 

@@ -17,8 +17,7 @@ DIGEST_BYTES = 16
 def identifier_digest(text: str) -> bytes:
     """A 16-byte digest of the word tokens of `text`, in order."""
     tokens = _WORD.findall(text)
-    return hashlib.blake2b("\x00".join(tokens).encode("utf-8"),
-                           digest_size=DIGEST_BYTES).digest()
+    return hashlib.blake2b("\x00".join(tokens).encode("utf-8"), digest_size=DIGEST_BYTES).digest()
 
 
 def digest_fraction(digest: bytes) -> float:

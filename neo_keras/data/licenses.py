@@ -32,8 +32,11 @@ def license_file(directory: Path) -> Path | None:
     """The directory's own license file (LICENSE*, LICENCE*, COPYING*), if it has one."""
     if not directory.is_dir():
         return None
-    candidates = sorted(path for path in directory.iterdir()
-                        if path.is_file() and path.name.lower().startswith(_LICENSE_FILE_PREFIXES))
+    candidates = sorted(
+        path
+        for path in directory.iterdir()
+        if path.is_file() and path.name.lower().startswith(_LICENSE_FILE_PREFIXES)
+    )
     return candidates[0] if candidates else None
 
 

@@ -15,8 +15,9 @@ TokenExample = dict[str, np.ndarray]
 FEATURE_NAMES = ("input_ids", "attention_mask", "loss_mask")
 
 
-def padded_example(ids: Sequence[int], loss_start: int, sequence_length: int,
-                   pad_id: int) -> TokenExample:
+def padded_example(
+    ids: Sequence[int], loss_start: int, sequence_length: int, pad_id: int
+) -> TokenExample:
     """An example holding `ids` then padding, with loss on `ids[loss_start:]`."""
     length = len(ids)
     if length > sequence_length:
@@ -30,8 +31,9 @@ def padded_example(ids: Sequence[int], loss_start: int, sequence_length: int,
     return {"input_ids": input_ids, "attention_mask": attention_mask, "loss_mask": loss_mask}
 
 
-def prompt_completion_example(prompt_ids: Sequence[int], completion_ids: Sequence[int],
-                              eot_id: int, sequence_length: int) -> TokenExample | None:
+def prompt_completion_example(
+    prompt_ids: Sequence[int], completion_ids: Sequence[int], eot_id: int, sequence_length: int
+) -> TokenExample | None:
     """Prompt, completion and end-of-text, with loss on the completion and end-of-text only.
 
     Returns None when they do not fit: cutting a completion would teach the model to stop

@@ -30,8 +30,9 @@ class DatasetError(ValueError):
     """A built dataset that cannot be read as asked: no such split, or not token sequences."""
 
 
-def load_prepared_builder(name_or_builder: str | tfds.core.DatasetBuilder,
-                          data_dir: str | None = None) -> tfds.core.DatasetBuilder:
+def load_prepared_builder(
+    name_or_builder: str | tfds.core.DatasetBuilder, data_dir: str | None = None
+) -> tfds.core.DatasetBuilder:
     """The builder of a built dataset, e.g. "codeclippy/dedup", or a `DatasetNotBuiltError`.
 
     The error names the `tfds build` command that builds it.
@@ -44,27 +45,37 @@ def load_prepared_builder(name_or_builder: str | tfds.core.DatasetBuilder,
         except tfds.core.registered.DatasetNotFoundError as err:
             name, kwargs = tfds.core.naming.parse_builder_name_kwargs(name_or_builder)
             raise DatasetNotBuiltError(
-                _not_built_message(name.name, kwargs.get("config"), data_dir)) from err
+                _not_built_message(name.name, kwargs.get("config"), data_dir)
+            ) from err
     if not builder.is_prepared():
         config = builder.builder_config.name if builder.builder_config else None
         raise DatasetNotBuiltError(_not_built_message(builder.name, config, data_dir))
     return builder
 
 
-def steps_per_epoch(name_or_builder: str | tfds.core.DatasetBuilder, global_batch_size: int,
-                    split: str = "train", data_dir: str | None = None) -> int:
+def steps_per_epoch(
+    name_or_builder: str | tfds.core.DatasetBuilder,
+    global_batch_size: int,
+    split: str = "train",
+    data_dir: str | None = None,
+) -> int:
     """Whole global batches in one epoch of `split`; the rest of the examples wait an epoch."""
     builder = load_prepared_builder(name_or_builder, data_dir)
     return _split_info(builder, split).num_examples // global_batch_size
 
 
-def make_training_dataset(name_or_builder: str | tfds.core.DatasetBuilder,
-                          global_batch_size: int, split: str = "train",
-                          data_dir: str | None = None, shuffle: bool = True, seed: int = 0,
-                          repeat: bool = True, start_step: int = 0,
-                          shuffle_buffer: int = 10_000,
-                          input_context: tf.distribute.InputContext | None = None
-                          ) -> tf.data.Dataset:
+def make_training_dataset(
+    name_or_builder: str | tfds.core.DatasetBuilder,
+    global_batch_size: int,
+    split: str = "train",
+    data_dir: str | None = None,
+    shuffle: bool = True,
+    seed: int = 0,
+    repeat: bool = True,
+    start_step: int = 0,
+    shuffle_buffer: int = 10_000,
+    input_context: tf.distribute.InputContext | None = None,
+) -> tf.data.Dataset:
     """Shuffled, batched, prefetched `(x, y, sample_weight)` from a built token dataset.
 
     Args:
@@ -85,8 +96,10 @@ def make_training_dataset(name_or_builder: str | tfds.core.DatasetBuilder,
     files, num_examples = token_split_files(builder, split)
     batches = num_examples // global_batch_size
     if batches == 0:
-        raise DatasetError(f"Split {split!r} of {builder.info.full_name} has {num_examples} "
-                           f"examples, fewer than one global batch of {global_batch_size}.")
+        raise DatasetError(
+            f"Split {split!r} of {builder.info.full_name} has {num_examples} "
+            f"examples, fewer than one global batch of {global_batch_size}."
+        )
     start_epoch, skipped = divmod(start_step, batches)
     if not repeat and start_epoch > 0:
         raise ValueError(f"start_step {start_step} is past the single epoch of {batches} steps.")
@@ -95,8 +108,11 @@ def make_training_dataset(name_or_builder: str | tfds.core.DatasetBuilder,
 
     def epoch_batches(epoch):
         records = _epoch_records(files, epoch, seed, shuffle, shuffle_buffer)
-        skip = tf.where(epoch == start_epoch, tf.constant(skipped * global_batch_size, tf.int64),
-                        tf.constant(0, tf.int64))
+        skip = tf.where(
+            epoch == start_epoch,
+            tf.constant(skipped * global_batch_size, tf.int64),
+            tf.constant(0, tf.int64),
+        )
         records = records.skip(skip)
         return records.batch(global_batch_size, drop_remainder=True)
 
@@ -106,11 +122,13 @@ def make_training_dataset(name_or_builder: str | tfds.core.DatasetBuilder,
     return _finish(dataset.map(to_model_inputs), batch_size)
 
 
-def make_validation_dataset(name_or_builder: str | tfds.core.DatasetBuilder,
-                            global_batch_size: int, split: str = "validation",
-                            data_dir: str | None = None,
-                            input_context: tf.distribute.InputContext | None = None
-                            ) -> tf.data.Dataset:
+def make_validation_dataset(
+    name_or_builder: str | tfds.core.DatasetBuilder,
+    global_batch_size: int,
+    split: str = "validation",
+    data_dir: str | None = None,
+    input_context: tf.distribute.InputContext | None = None,
+) -> tf.data.Dataset:
     """Every example of `split` once, in a fixed order, as `(x, y, sample_weight)` batches.
 
     The last batch is filled up with rows of zero weight, so shapes stay static and no example
@@ -142,14 +160,20 @@ def _shift_left(values: tf.Tensor) -> tf.Tensor:
     return tf.concat([values[:, 1:], tf.zeros_like(values[:, :1])], axis=1)
 
 
-def _epoch_records(files: tf.Tensor, epoch, seed: int, shuffle: bool,
-                   shuffle_buffer: int) -> tf.data.Dataset:
+def _epoch_records(
+    files: tf.Tensor, epoch, seed: int, shuffle: bool, shuffle_buffer: int
+) -> tf.data.Dataset:
     if shuffle:
         files = tf.random.experimental.stateless_shuffle(
-            files, seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
+            files, seed=tf.stack([tf.constant(seed, tf.int64), epoch])
+        )
     records = tf.data.Dataset.from_tensor_slices(files).interleave(
-        tf.data.TFRecordDataset, cycle_length=_INTERLEAVE_FILES, block_length=1,
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        tf.data.TFRecordDataset,
+        cycle_length=_INTERLEAVE_FILES,
+        block_length=1,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
     if shuffle:
         records = _block_shuffle(records, shuffle_buffer, seed, epoch)
     return records
@@ -161,10 +185,12 @@ def _block_shuffle(records: tf.data.Dataset, block: int, seed: int, epoch) -> tf
     Stateless on purpose: `Dataset.shuffle` cannot take the epoch tensor as its seed once a
     global seed is set (as training sets one), and its order could not be recomputed anyway.
     """
+
     def shuffled(index, chunk):
         block_seed = tf.stack([tf.constant(seed, tf.int64) * 1_000_003 + epoch, index])
         return tf.data.Dataset.from_tensor_slices(
-            tf.random.experimental.stateless_shuffle(chunk, seed=block_seed))
+            tf.random.experimental.stateless_shuffle(chunk, seed=block_seed)
+        )
 
     return records.batch(block).enumerate().flat_map(shuffled)
 
@@ -177,16 +203,21 @@ def _batch_parser(builder: tfds.core.DatasetBuilder):
 
     def parse(records: tf.Tensor) -> dict[str, tf.Tensor]:
         parsed = tf.io.parse_example(records, spec)
-        return {name: tf.cast(tf.reshape(tf.io.decode_raw(parsed[name], dtypes[name]),
-                                         [-1, length]), tf.int32)
-                for name in TOKEN_FEATURES}
+        return {
+            name: tf.cast(
+                tf.reshape(tf.io.decode_raw(parsed[name], dtypes[name]), [-1, length]), tf.int32
+            )
+            for name in TOKEN_FEATURES
+        }
 
     return parse
 
 
-def _replica_shares(dataset: tf.data.Dataset, global_batch_size: int,
-                    input_context: tf.distribute.InputContext | None
-                    ) -> tuple[tf.data.Dataset, int]:
+def _replica_shares(
+    dataset: tf.data.Dataset,
+    global_batch_size: int,
+    input_context: tf.distribute.InputContext | None,
+) -> tuple[tf.data.Dataset, int]:
     """Of each global batch, one batch per replica this input pipeline feeds, and its size.
 
     Replica r of the whole job gets rows `[r * b, (r + 1) * b)` of every global batch, so a
@@ -210,8 +241,10 @@ def _fill_batch(batch: dict[str, tf.Tensor], batch_size: int) -> dict[str, tf.Te
     missing = batch_size - tf.shape(batch["input_ids"])[0]
     # Filler rows attend to everything (no fully masked row to trip a softmax) and weigh 0.
     fill_values = {"input_ids": 0, "attention_mask": 1, "loss_mask": 0}
-    return {name: tf.pad(batch[name], [[0, missing], [0, 0]], constant_values=fill_values[name])
-            for name in TOKEN_FEATURES}
+    return {
+        name: tf.pad(batch[name], [[0, missing], [0, 0]], constant_values=fill_values[name])
+        for name in TOKEN_FEATURES
+    }
 
 
 def _finish(dataset: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
@@ -247,18 +280,24 @@ def token_split(builder: tfds.core.DatasetBuilder, split: str) -> tfds.core.Spli
     """
     missing = [name for name in TOKEN_FEATURES if name not in builder.info.features]
     if missing:
-        raise DatasetError(f"{builder.info.full_name} has no {missing}: it is not a token "
-                           "dataset (the APPS evaluation view, for one, is text).")
+        raise DatasetError(
+            f"{builder.info.full_name} has no {missing}: it is not a token "
+            "dataset (the APPS evaluation view, for one, is text)."
+        )
     if builder.info.file_format not in (None, tfds.core.FileFormat.TFRECORD):
-        raise DatasetError(f"{builder.info.full_name} is stored as {builder.info.file_format}; "
-                           "the training input reads TFRecord files, TFDS's default format.")
+        raise DatasetError(
+            f"{builder.info.full_name} is stored as {builder.info.file_format}; "
+            "the training input reads TFRecord files, TFDS's default format."
+        )
     return _split_info(builder, split)
 
 
 def _split_info(builder: tfds.core.DatasetBuilder, split: str):
     if split not in builder.info.splits:
-        raise DatasetError(f"{builder.info.full_name} has no split {split!r}; it has "
-                           f"{sorted(builder.info.splits)}.")
+        raise DatasetError(
+            f"{builder.info.full_name} has no split {split!r}; it has "
+            f"{sorted(builder.info.splits)}."
+        )
     return builder.info.splits[split]
 
 
@@ -272,6 +311,8 @@ def _not_built_message(dataset: str, config: str | None, data_dir: str | None) -
         command += " --manual_dir=DIR"
     where = data_dir or "TFDS's default data dir (~/tensorflow_datasets)"
     name = f"{dataset}/{config}" if config else dataset
-    return (f"Dataset {name!r} is not built in {where}. Build it with:\n  {command}\n"
-            "(for a config of your own, pass -c '{\"name\": ..., \"tokenizer\": ..., "
-            "\"sequence_length\": ...}' instead of --config).")
+    return (
+        f"Dataset {name!r} is not built in {where}. Build it with:\n  {command}\n"
+        '(for a config of your own, pass -c \'{"name": ..., "tokenizer": ..., '
+        '"sequence_length": ...}\' instead of --config).'
+    )

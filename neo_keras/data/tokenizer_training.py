@@ -49,8 +49,9 @@ def train_tokenizer_on_corpus(
     corpus_dir: str | os.PathLike, output_dir: str | os.PathLike, vocab_size: int = 8192
 ) -> Path:
     """Trains a byte-level BPE on the train split of a Code Clippy format corpus directory."""
-    return train_byte_level_bpe(iter_corpus_texts(Path(corpus_dir) / "train"), output_dir,
-                                vocab_size)
+    return train_byte_level_bpe(
+        iter_corpus_texts(Path(corpus_dir) / "train"), output_dir, vocab_size
+    )
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -151,8 +151,9 @@ def _load_from_tfds(data_dir: str) -> list[AppsProblem]:
         ) from error
     problems = []
     for record in records:
-        text = {key: value.decode("utf-8") for key, value in record.items()
-                if isinstance(value, bytes)}
+        text = {
+            key: value.decode("utf-8") for key, value in record.items() if isinstance(value, bytes)
+        }
         problems.append(
             AppsProblem(
                 split="test",

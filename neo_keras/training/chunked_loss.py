@@ -89,9 +89,7 @@ def chunked_cross_entropy_sum(
                 ),
             )
             stacked = hidden_gradients.stack()  # [chunks, B, chunk_size, D]
-            hidden_gradient = tf.reshape(
-                tf.transpose(stacked, [1, 0, 2, 3]), tf.shape(hidden)
-            )
+            hidden_gradient = tf.reshape(tf.transpose(stacked, [1, 0, 2, 3]), tf.shape(hidden))
             return hidden_gradient, tf.cast(table_gradient, table.dtype)
 
         return total, backward

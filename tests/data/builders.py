@@ -39,7 +39,8 @@ class TinyTokenizerBuilderTest(tfds.testing.DatasetBuilderTestCase):
         tokenizer = train_tiny_tokenizer(Path(cls._tokenizer_dir.name))
         config = cls.DATASET_CLASS.builder_configs[cls.CONFIG_NAME]
         cls._config_patch = mock.patch.multiple(
-            config, tokenizer=str(tokenizer), sequence_length=cls.SEQUENCE_LENGTH)
+            config, tokenizer=str(tokenizer), sequence_length=cls.SEQUENCE_LENGTH
+        )
         cls._config_patch.start()
         cls.BUILDER_CONFIG_NAMES_TO_TEST = [cls.CONFIG_NAME]
 

@@ -25,8 +25,15 @@ BUILDERS = REPO_ROOT / "data_builders"
 
 def record_line(text: str, **meta) -> bytes:
     """One Code Clippy format JSON line."""
-    meta = {"repo_name": "octo/demo", "stars": "10", "repo_language": "Python",
-            "file_name": "demo.py", "mime_type": "text/x-python", "license": "mit", **meta}
+    meta = {
+        "repo_name": "octo/demo",
+        "stars": "10",
+        "repo_language": "Python",
+        "file_name": "demo.py",
+        "mime_type": "text/x-python",
+        "license": "mit",
+        **meta,
+    }
     return json.dumps({"text": text, "meta": meta}).encode("utf-8") + b"\n"
 
 
@@ -79,30 +86,46 @@ def write_codeclippy_corpus(root: Path, release_layout: bool = False) -> Path:
     as the release is published: `root/code_clippy_dedup_data/<split>/` holding
     `data_<n>_time<unix time>_default.jsonl.zst` shards.
     """
+
     def shard(split: str, index: int) -> Path:
         if release_layout:
-            return (root / "code_clippy_dedup_data" / split
-                    / f"data_{index}_time{1626280476 + 61 * index}_default.jsonl.zst")
+            return (
+                root
+                / "code_clippy_dedup_data"
+                / split
+                / f"data_{index}_time{1626280476 + 61 * index}_default.jsonl.zst"
+            )
         return root / split / f"data_{index:05d}.jsonl.zst"
 
-    write_zst(shard("train", 0), [
-        record_line(ADD, file_name="add.py"),
-        record_line(STACK, file_name="stack.py"),
-        b'{"text": "def broken(:\n',
-        b'{"text": "caf\xe9"}\n',
-        *(record_line(text, file_name=f"helper{i}.py") for i, text in enumerate(SAMPLED)),
-    ])
-    write_zst(shard("train", 1), [
-        record_line(MUL, file_name="mul.py"),
-        record_line(ADD_REFORMATTED, repo_name="octo/fork", file_name="add.py"),
-        record_line("", file_name="empty.py"),
-    ])
-    write_zst(shard("train", 2), [
-        record_line(SUB_COPY, repo_name="octo/copy", file_name="sub.py"),
-        b'{"meta": {"file_name": "no_text.py"}}\n',
-    ])
-    write_zst(shard("validation", 0), [
-        record_line(SUB, file_name="sub.py"), record_line(HELLO, file_name="hello.py")])
+    write_zst(
+        shard("train", 0),
+        [
+            record_line(ADD, file_name="add.py"),
+            record_line(STACK, file_name="stack.py"),
+            b'{"text": "def broken(:\n',
+            b'{"text": "caf\xe9"}\n',
+            *(record_line(text, file_name=f"helper{i}.py") for i, text in enumerate(SAMPLED)),
+        ],
+    )
+    write_zst(
+        shard("train", 1),
+        [
+            record_line(MUL, file_name="mul.py"),
+            record_line(ADD_REFORMATTED, repo_name="octo/fork", file_name="add.py"),
+            record_line("", file_name="empty.py"),
+        ],
+    )
+    write_zst(
+        shard("train", 2),
+        [
+            record_line(SUB_COPY, repo_name="octo/copy", file_name="sub.py"),
+            b'{"meta": {"file_name": "no_text.py"}}\n',
+        ],
+    )
+    write_zst(
+        shard("validation", 0),
+        [record_line(SUB, file_name="sub.py"), record_line(HELLO, file_name="hello.py")],
+    )
     write_zst(shard("test", 0), [record_line(CWD, file_name="cwd.py")])
     return root
 
@@ -166,24 +189,40 @@ def write_apps_tree(root: Path, problems: dict | None = None) -> Path:
     return root
 
 
-def code_search_net_line(code: str, language: str, split: str,
-                         hugging_face_names: bool = False) -> bytes:
+def code_search_net_line(
+    code: str, language: str, split: str, hugging_face_names: bool = False
+) -> bytes:
     """One CodeSearchNet Challenge JSON line, with the release's fields (values invented).
 
     With `hugging_face_names`, the fields as the Hugging Face `code_search_net` loader names
     them.
     """
-    record = {"repo": "octo/demo", "path": f"src/demo.{language}", "func_name": "demo.f",
-              "original_string": code, "language": language, "code": code,
-              "code_tokens": code.split(), "docstring": "", "docstring_tokens": [],
-              "sha": "0" * 40, "partition": split,
-              "url": f"https://github.com/octo/demo/blob/{'0' * 40}/src/demo.{language}#L1-L2"}
+    record = {
+        "repo": "octo/demo",
+        "path": f"src/demo.{language}",
+        "func_name": "demo.f",
+        "original_string": code,
+        "language": language,
+        "code": code,
+        "code_tokens": code.split(),
+        "docstring": "",
+        "docstring_tokens": [],
+        "sha": "0" * 40,
+        "partition": split,
+        "url": f"https://github.com/octo/demo/blob/{'0' * 40}/src/demo.{language}#L1-L2",
+    }
     if hugging_face_names:
-        names = {"repo": "repository_name", "path": "func_path_in_repository",
-                 "original_string": "whole_func_string", "code": "func_code_string",
-                 "code_tokens": "func_code_tokens", "docstring": "func_documentation_string",
-                 "docstring_tokens": "func_documentation_tokens", "partition": "split_name",
-                 "url": "func_code_url"}
+        names = {
+            "repo": "repository_name",
+            "path": "func_path_in_repository",
+            "original_string": "whole_func_string",
+            "code": "func_code_string",
+            "code_tokens": "func_code_tokens",
+            "docstring": "func_documentation_string",
+            "docstring_tokens": "func_documentation_tokens",
+            "partition": "split_name",
+            "url": "func_code_url",
+        }
         record = {names.get(key, key): value for key, value in record.items()}
     return json.dumps(record).encode("utf-8") + b"\n"
 
@@ -209,10 +248,10 @@ def write_code_search_net_tree(root: Path, hugging_face_names: bool = False) -> 
         for split in ("train", "valid", "test"):
             files.setdefault((language, split), [f"// {language} {split}\nfn();\n"])
     for (language, split), codes in files.items():
-        write_gz(root / language / "final" / "jsonl" / split
-                 / f"{language}_{split}_0.jsonl.gz",
-                 [code_search_net_line(code, language, split, hugging_face_names)
-                  for code in codes])
+        write_gz(
+            root / language / "final" / "jsonl" / split / f"{language}_{split}_0.jsonl.gz",
+            [code_search_net_line(code, language, split, hugging_face_names) for code in codes],
+        )
     return root
 
 
@@ -232,17 +271,28 @@ def write_code_search_net_zips(root: Path, languages: tuple[str, ...] = CSN_LANG
 
 def train_tiny_tokenizer(output_dir: Path) -> Path:
     """A 400-token byte-level BPE trained on the fixtures' own code."""
-    texts = [ADD, STACK, MUL, SUB, HELLO, CWD, *SAMPLED,
-             *(p["question"] for p in APPS_PROBLEMS.values()),
-             *(s for p in APPS_PROBLEMS.values() for s in p["solutions"])]
+    texts = [
+        ADD,
+        STACK,
+        MUL,
+        SUB,
+        HELLO,
+        CWD,
+        *SAMPLED,
+        *(p["question"] for p in APPS_PROBLEMS.values()),
+        *(s for p in APPS_PROBLEMS.values() for s in p["solutions"]),
+    ]
     return train_byte_level_bpe(texts * 4, output_dir, vocab_size=400)
 
 
 def regenerate_dummy_data() -> None:
     """Rewrites data_builders/*/dummy_data from the definitions above."""
     release_corpus = functools.partial(write_codeclippy_corpus, release_layout=True)
-    for name, writer in (("codeclippy", release_corpus), ("apps", write_apps_tree),
-                         ("code_search_net", write_code_search_net_tree)):
+    for name, writer in (
+        ("codeclippy", release_corpus),
+        ("apps", write_apps_tree),
+        ("code_search_net", write_code_search_net_tree),
+    ):
         target = BUILDERS / name / "dummy_data"
         shutil.rmtree(target, ignore_errors=True)
         writer(target)

@@ -22,7 +22,10 @@ def test_writer_round_trips_records_across_shards(tmp_path):
             writer.write(f"text {index} é\n", {"file_name": f"f{index}.py"})
     shards = list_shards(tmp_path / "train")
     assert [shard.name for shard in shards] == [
-        "data_00000.jsonl.zst", "data_00001.jsonl.zst", "data_00002.jsonl.zst"]
+        "data_00000.jsonl.zst",
+        "data_00001.jsonl.zst",
+        "data_00002.jsonl.zst",
+    ]
     texts = [text for shard in shards for text in read_all(shard)[0]]
     assert texts == [f"text {index} é\n" for index in range(5)]
     with shards[0].open("rb") as handle:
@@ -31,22 +34,26 @@ def test_writer_round_trips_records_across_shards(tmp_path):
 
 
 def test_bad_lines_are_skipped_and_counted(tmp_path):
-    shard = write_zst(tmp_path / "s.jsonl.zst", [
-        record_line("good one"),
-        b'{"text": "unterminated\n',
-        b'{"text": "caf\xe9 latin-1"}\n',
-        b'{"meta": {}}\n',
-        b'{"text": 42}\n',
-        b'{"text": "   "}\n',
-        b'{"text": "\\ud800 lone surrogate"}\n',
-        b'["not", "an", "object"]\n',
-        b"\n",
-        record_line("good two"),
-    ])
+    shard = write_zst(
+        tmp_path / "s.jsonl.zst",
+        [
+            record_line("good one"),
+            b'{"text": "unterminated\n',
+            b'{"text": "caf\xe9 latin-1"}\n',
+            b'{"meta": {}}\n',
+            b'{"text": 42}\n',
+            b'{"text": "   "}\n',
+            b'{"text": "\\ud800 lone surrogate"}\n',
+            b'["not", "an", "object"]\n',
+            b"\n",
+            record_line("good two"),
+        ],
+    )
     texts, counts = read_all(shard)
     assert texts == ["good one", "good two"]
-    assert counts == Counter(records=2, malformed_json=1, invalid_utf8=2, missing_text=3,
-                             empty_text=1)
+    assert counts == Counter(
+        records=2, malformed_json=1, invalid_utf8=2, missing_text=3, empty_text=1
+    )
 
 
 def test_truncated_zstd_shard_keeps_whole_lines_before_the_cut(tmp_path):
@@ -72,8 +79,9 @@ def test_garbage_and_empty_shards_are_counted_not_fatal(tmp_path):
 def test_several_zstd_frames_in_one_shard_are_all_read(tmp_path):
     compressor = zstandard.ZstdCompressor()
     shard = tmp_path / "frames.jsonl.zst"
-    shard.write_bytes(compressor.compress(record_line("first"))
-                      + compressor.compress(record_line("second")))
+    shard.write_bytes(
+        compressor.compress(record_line("first")) + compressor.compress(record_line("second"))
+    )
     assert read_all(shard)[0] == ["first", "second"]
 
 

@@ -63,34 +63,53 @@ def sources(tmp_path):
 
 
 def read_corpus(root):
-    return {split: [record for shard in list_shards(root / split)
-                    for record in iter_records(shard, Counter())]
-            for split in ("train", "validation", "test")}
+    return {
+        split: [
+            record
+            for shard in list_shards(root / split)
+            for record in iter_records(shard, Counter())
+        ]
+        for split in ("train", "validation", "test")
+    }
 
 
 def test_every_file_is_one_record_with_its_own_name_and_repo_metadata(tmp_path, sources):
-    summary = make_corpus(sources, tmp_path / "corpus", validation_fraction=0.2,
-                          test_fraction=0.2)
-    records = [r for split_records in read_corpus(tmp_path / "corpus").values()
-               for r in split_records]
+    summary = make_corpus(sources, tmp_path / "corpus", validation_fraction=0.2, test_fraction=0.2)
+    records = [
+        r for split_records in read_corpus(tmp_path / "corpus").values() for r in split_records
+    ]
     by_repo = defaultdict(dict)
     for record in records:
         by_repo[record.meta["repo_name"]][record.meta["file_name"]] = record
         assert record.text.startswith(f"# path: {record.meta['file_name']}\n") or (
-            record.meta["file_name"].endswith(".rs"))
-    assert set(by_repo) == {"octo/alpha", "folder/beta", "folder/gamma", "folder/delta",
-                            "folder/epsilon", "folder"}
+            record.meta["file_name"].endswith(".rs")
+        )
+    assert set(by_repo) == {
+        "octo/alpha",
+        "folder/beta",
+        "folder/gamma",
+        "folder/delta",
+        "folder/epsilon",
+        "folder",
+    }
     assert set(by_repo["octo/alpha"]) == {"main.py", "pkg/util.py", "pkg/deep/more.py"}
     assert set(by_repo["folder"]) == {"top.py"}
     assert set(by_repo["folder/epsilon"]) == {"a.py", "b/c.py", "lib.rs"}
-    licenses = {repo: next(iter(files.values())).meta["license"]
-                for repo, files in by_repo.items()}
-    assert licenses == {"octo/alpha": "mit", "folder/beta": "apache-2.0",
-                        "folder/gamma": "gpl-3.0", "folder/delta": "apache-2.0",
-                        "folder/epsilon": "apache-2.0", "folder": "apache-2.0"}
+    licenses = {repo: next(iter(files.values())).meta["license"] for repo, files in by_repo.items()}
+    assert licenses == {
+        "octo/alpha": "mit",
+        "folder/beta": "apache-2.0",
+        "folder/gamma": "gpl-3.0",
+        "folder/delta": "apache-2.0",
+        "folder/epsilon": "apache-2.0",
+        "folder": "apache-2.0",
+    }
     main = by_repo["octo/alpha"]["main.py"].meta
     assert (main["repo_language"], main["mime_type"], main["stars"]) == (
-        "Python", "text/x-python", None)
+        "Python",
+        "text/x-python",
+        None,
+    )
     assert by_repo["folder/epsilon"]["lib.rs"].meta["mime_type"] == "text/plain"
     assert summary.skipped["binary"] == 1
     assert summary.skipped["mostly_digits"] == 1
@@ -103,8 +122,10 @@ def test_every_file_is_one_record_with_its_own_name_and_repo_metadata(tmp_path, 
 
 def test_splits_are_made_by_repository(tmp_path, sources):
     make_corpus(sources, tmp_path / "corpus", validation_fraction=0.2, test_fraction=0.2)
-    repos = {split: {r.meta["repo_name"] for r in split_records}
-             for split, split_records in read_corpus(tmp_path / "corpus").items()}
+    repos = {
+        split: {r.meta["repo_name"] for r in split_records}
+        for split, split_records in read_corpus(tmp_path / "corpus").items()
+    }
     assert repos["train"] and repos["validation"] and repos["test"]
     assert not repos["train"] & repos["validation"]
     assert not repos["train"] & repos["test"]
@@ -167,8 +188,8 @@ def test_too_few_repositories_for_the_splits_is_an_error_with_the_counts(tmp_pat
     with pytest.raises(CorpusError) as refused:
         make_corpus([folder], tmp_path / "corpus")
     assert str(refused.value).startswith(
-        "The validation and test split would get no repositories (train 2, validation 0, "
-        "test 0)")
+        "The validation and test split would get no repositories (train 2, validation 0, test 0)"
+    )
     assert "--validation_fraction=0 --test_fraction=0" in str(refused.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["two"]  # nothing written
     summary = make_corpus([folder], tmp_path / "corpus", validation_fraction=0, test_fraction=0)
@@ -218,10 +239,19 @@ def test_the_program_says_what_is_wrong_in_one_line(tmp_path):
     import sys
 
     done = subprocess.run(
-        [sys.executable, "-m", "neo_keras.make_corpus", str(tmp_path / "missing"),
-         f"--output={tmp_path / 'corpus'}"],
-        capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "neo_keras.make_corpus",
+            str(tmp_path / "missing"),
+            f"--output={tmp_path / 'corpus'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 1
     assert done.stderr.strip() == (
         f"error: Source {tmp_path / 'missing'} is not a directory: give git checkouts or "
-        "folders of them.")
+        "folders of them."
+    )

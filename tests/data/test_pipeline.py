@@ -21,17 +21,21 @@ def built(tmp_path_factory, codeclippy_corpus, tokenizer_dir):
     """A codeclippy build with 8-token blocks: a dozen training examples."""
     codeclippy = builder_module("codeclippy")
     data_dir = tmp_path_factory.mktemp("pipeline_data")
-    config = codeclippy.CodeClippyConfig(name="t_pipeline", tokenizer=str(tokenizer_dir),
-                                         sequence_length=8)
+    config = codeclippy.CodeClippyConfig(
+        name="t_pipeline", tokenizer=str(tokenizer_dir), sequence_length=8
+    )
     builder = codeclippy.Builder(config=config, data_dir=str(data_dir))
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-        manual_dir=str(codeclippy_corpus)))
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=str(codeclippy_corpus))
+    )
     return builder
 
 
 def take(dataset, count):
-    return [tuple(tf.nest.map_structure(lambda t: t.numpy(), batch))
-            for batch in itertools.islice(dataset, count)]
+    return [
+        tuple(tf.nest.map_structure(lambda t: t.numpy(), batch))
+        for batch in itertools.islice(dataset, count)
+    ]
 
 
 def token_rows(batches):
@@ -48,11 +52,14 @@ def test_batches_have_static_shapes_and_model_dtypes(built):
 
 
 def test_targets_are_the_next_token_weighted_by_its_loss_mask(built):
-    raw = {tuple(example["input_ids"]): example
-           for example in tfds.as_numpy(built.as_dataset(split="train"))}
+    raw = {
+        tuple(example["input_ids"]): example
+        for example in tfds.as_numpy(built.as_dataset(split="train"))
+    }
     for x, y, weight in take(pipeline.make_training_dataset(built, BATCH), 6):
-        for tokens, target, row_weight, mask in zip(x["token_ids"], y, weight,
-                                                    x["padding_mask"], strict=True):
+        for tokens, target, row_weight, mask in zip(
+            x["token_ids"], y, weight, x["padding_mask"], strict=True
+        ):
             example = raw[tuple(tokens)]
             np.testing.assert_array_equal(mask, example["attention_mask"] == 1)
             np.testing.assert_array_equal(target, [*example["input_ids"][1:], 0])
@@ -68,8 +75,9 @@ def test_each_epoch_is_every_whole_batch_in_a_new_but_reproducible_order(built):
     other_seed = take(pipeline.make_training_dataset(built, BATCH, seed=8), steps)
     assert all(np.array_equal(a[1], b[1]) for a, b in zip(stream, again, strict=True))
     first, second = stream[:steps], stream[steps:]
-    all_rows = Counter(tuple(e["input_ids"])
-                       for e in tfds.as_numpy(built.as_dataset(split="train")))
+    all_rows = Counter(
+        tuple(e["input_ids"]) for e in tfds.as_numpy(built.as_dataset(split="train"))
+    )
     for epoch in (first, second):
         assert len(token_rows(epoch)) == steps * BATCH
         assert token_rows(epoch) <= all_rows
@@ -81,8 +89,7 @@ def test_each_epoch_is_every_whole_batch_in_a_new_but_reproducible_order(built):
 def test_resuming_at_a_step_continues_the_same_stream(built, epochs_done):
     start_step = epochs_done * pipeline.steps_per_epoch(built, BATCH) + 2
     stream = take(pipeline.make_training_dataset(built, BATCH, seed=3), start_step + 4)
-    resumed = take(pipeline.make_training_dataset(built, BATCH, seed=3,
-                                                  start_step=start_step), 4)
+    resumed = take(pipeline.make_training_dataset(built, BATCH, seed=3, start_step=start_step), 4)
     for expected, got in zip(stream[start_step:], resumed, strict=True):
         np.testing.assert_array_equal(expected[1], got[1])
         np.testing.assert_array_equal(expected[2], got[2])
@@ -103,15 +110,18 @@ def test_validation_covers_every_example_once_and_fills_with_zero_weight(built):
     x, y, weight = batches[0]
     assert x["token_ids"].shape == (batch, 8)
     assert token_rows(batches) - Counter({(0,) * 8: 1}) == Counter(
-        tuple(e["input_ids"]) for e in tfds.as_numpy(built.as_dataset(split="validation")))
+        tuple(e["input_ids"]) for e in tfds.as_numpy(built.as_dataset(split="validation"))
+    )
     assert weight[-1].sum() == 0 and x["padding_mask"][-1].all()
     assert weight[:-1].sum() > 0
 
 
 def test_a_dataset_that_was_never_built_says_how_to_build_it(tmp_path):
-    with pytest.raises(pipeline.DatasetNotBuiltError,
-                       match=r"tfds build data_builders/codeclippy --config=dedup "
-                             rf"--data_dir={tmp_path} --manual_dir=DIR"):
+    with pytest.raises(
+        pipeline.DatasetNotBuiltError,
+        match=r"tfds build data_builders/codeclippy --config=dedup "
+        rf"--data_dir={tmp_path} --manual_dir=DIR",
+    ):
         pipeline.make_training_dataset("codeclippy/dedup", BATCH, data_dir=str(tmp_path))
 
 
@@ -120,24 +130,40 @@ def test_a_batch_larger_than_the_split_is_refused(built):
         pipeline.make_training_dataset(built, 10_000)
 
 
-@pytest.mark.parametrize("make", [pipeline.make_training_dataset,
-                                  pipeline.make_validation_dataset],
-                         ids=["training", "validation"])
+@pytest.mark.parametrize(
+    "make",
+    [pipeline.make_training_dataset, pipeline.make_validation_dataset],
+    ids=["training", "validation"],
+)
 def test_input_pipelines_split_each_global_batch_by_replica(built, make):
     """Two hosts of two replicas each: replica r gets rows [r * b, (r + 1) * b) of a batch."""
     global_batch, pipelines, replicas = 4, 2, 4
     whole = take(make(built, global_batch), 3)
-    shares = [take(make(built, global_batch, input_context=tf.distribute.InputContext(
-        num_input_pipelines=pipelines, input_pipeline_id=i, num_replicas_in_sync=replicas)), 6)
-        for i in range(pipelines)]
+    shares = [
+        take(
+            make(
+                built,
+                global_batch,
+                input_context=tf.distribute.InputContext(
+                    num_input_pipelines=pipelines,
+                    input_pipeline_id=i,
+                    num_replicas_in_sync=replicas,
+                ),
+            ),
+            6,
+        )
+        for i in range(pipelines)
+    ]
     for step, (x, y, weight) in enumerate(whole):
         # Each host yields one batch per local replica, in replica order.
         replica_batches = [shares[i][2 * step + r] for i in range(pipelines) for r in range(2)]
         for part, name in ((1, "y"), (2, "weight")):
             np.testing.assert_array_equal(
                 np.concatenate([batch[part] for batch in replica_batches]),
-                (y, weight)[part - 1], err_msg=name)
+                (y, weight)[part - 1],
+                err_msg=name,
+            )
         np.testing.assert_array_equal(
-            np.concatenate([batch[0]["token_ids"] for batch in replica_batches]),
-            x["token_ids"])
+            np.concatenate([batch[0]["token_ids"] for batch in replica_batches]), x["token_ids"]
+        )
         assert all(batch[1].shape == (1, 8) for batch in replica_batches)

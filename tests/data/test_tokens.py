@@ -15,8 +15,11 @@ from neo_keras.data.tokenizer_training import train_byte_level_bpe
 
 
 def test_trained_tokenizer_round_trips_any_text_and_has_end_of_text(tokenizer_dir, tokenizer):
-    assert {p.name for p in tokenizer_dir.iterdir()} >= {"tokenizer.json", "vocab.json",
-                                                          "merges.txt"}
+    assert {p.name for p in tokenizer_dir.iterdir()} >= {
+        "tokenizer.json",
+        "vocab.json",
+        "merges.txt",
+    }
     assert tokenizer.vocab_size == 400
     assert tokenizer.decode([tokenizer.eot_id]) == "<|endoftext|>"
     text = "def f(x):\n\tif x:  # ünïcødé ✓\r\n        return 'a\\tb'\n"
@@ -50,8 +53,9 @@ def test_tokenizer_json_file_and_directory_load_the_same(tokenizer_dir):
 def test_directory_of_vocab_and_merges_loads_through_transformers(tmp_path, tokenizer_dir):
     (tmp_path / "vocab.json").write_bytes((tokenizer_dir / "vocab.json").read_bytes())
     (tmp_path / "merges.txt").write_bytes((tokenizer_dir / "merges.txt").read_bytes())
-    (tmp_path / "tokenizer_config.json").write_text(json.dumps(
-        {"tokenizer_class": "GPT2Tokenizer", "eos_token": "<|endoftext|>"}))
+    (tmp_path / "tokenizer_config.json").write_text(
+        json.dumps({"tokenizer_class": "GPT2Tokenizer", "eos_token": "<|endoftext|>"})
+    )
     loaded = load_tokenizer(str(tmp_path))
     reference = load_tokenizer(str(tokenizer_dir))
     assert loaded.encode("def add(a, b):") == reference.encode("def add(a, b):")
@@ -78,10 +82,12 @@ def test_block_packer_separates_documents_and_pads_only_the_last_block():
     eot = 0
     packer = BlockPacker(sequence_length=4, eot_id=eot)
     blocks = [*packer.add([1, 2, 3]), *packer.add([4, 5, 6, 7, 8]), *packer.finish()]
-    assert [b["input_ids"].tolist() for b in blocks] == [[1, 2, 3, 0], [4, 5, 6, 7],
-                                                         [8, 0, 0, 0]]
-    assert [b["attention_mask"].tolist() for b in blocks] == [[1, 1, 1, 1], [1, 1, 1, 1],
-                                                              [1, 1, 0, 0]]
+    assert [b["input_ids"].tolist() for b in blocks] == [[1, 2, 3, 0], [4, 5, 6, 7], [8, 0, 0, 0]]
+    assert [b["attention_mask"].tolist() for b in blocks] == [
+        [1, 1, 1, 1],
+        [1, 1, 1, 1],
+        [1, 1, 0, 0],
+    ]
     for block in blocks:
         np.testing.assert_array_equal(block["loss_mask"], block["attention_mask"])
         assert block["input_ids"].dtype == np.int32

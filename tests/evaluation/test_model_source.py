@@ -57,10 +57,11 @@ def test_a_model_that_is_not_there_is_refused_before_the_output_dir_is_made(mode
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--model=gpt_neo_125m", "--k=1,0"], "error: --k takes positive integers such as "
-         "1,10,100, got 1,0."),
-        (["--model=gpt_neo_125m", "--dataset=apps"], "error: --dataset=apps needs "
-         "--apps_data_dir"),
+        (
+            ["--model=gpt_neo_125m", "--k=1,0"],
+            "error: --k takes positive integers such as 1,10,100, got 1,0.",
+        ),
+        (["--model=gpt_neo_125m", "--dataset=apps"], "error: --dataset=apps needs --apps_data_dir"),
     ],
     ids=["k", "apps_data_dir"],
 )
@@ -70,11 +71,16 @@ def test_a_bad_flag_is_one_line_not_the_usage_text(argv, message, tmp_path):
 
     done = subprocess.run(
         [sys.executable, "-m", "neo_keras.evaluate", *argv, f"--output_dir={tmp_path / 'e'}"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
     assert done.returncode == 1
-    ours = [line for line in done.stderr.splitlines()
-            if line and not line.startswith(("WARNING: All log messages", "I0000", "E0000"))]
+    ours = [
+        line
+        for line in done.stderr.splitlines()
+        if line and not line.startswith(("WARNING: All log messages", "I0000", "E0000"))
+    ]
     assert len(ours) == 1 and ours[0].startswith(message), done.stderr
     assert not (tmp_path / "e").exists()

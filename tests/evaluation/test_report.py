@@ -111,9 +111,7 @@ def test_apps_evaluations_show_strict_accuracy_and_difficulties(tmp_path):
     assert lines[4] == "| neo | apps, interview | 50.00% | 50.00% | 62.50% |"
 
 
-def test_a_directory_without_a_summary_is_refused_before_anything_is_written(
-    evaluations, tmp_path
-):
+def test_a_directory_without_a_summary_is_refused_before_anything_is_written(evaluations, tmp_path):
     unfinished = tmp_path / "unfinished"
     unfinished.mkdir()
     with pytest.raises(ReportError, match="unfinished has no summary.json"):
@@ -136,7 +134,10 @@ def test_the_program_prints_the_table_or_one_line_of_error(evaluations, tmp_path
     def report(*argv: str) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, "-m", "neo_keras.report", *argv],
-            cwd=REPO, capture_output=True, text=True, timeout=300,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
 
     done = report(*evaluations, f"--output_dir={tmp_path / 'report'}")

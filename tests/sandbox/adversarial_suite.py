@@ -125,9 +125,7 @@ HOSTILE = {
         {"output_limit"},
     ),
     "unbounded_recursion": (
-        "    def down(n):\n"
-        "        return down(n + 1)\n"
-        "    return down(0)\n",
+        "    def down(n):\n        return down(n + 1)\n    return down(0)\n",
         {"failed"},
     ),
     "thread_outlives_test": (
@@ -234,8 +232,7 @@ HOSTILE = {
     ),
     # Not hostile: what APPS solutions may import stays importable.
     "uses_numpy": (
-        "    import numpy\n"
-        "    return float(numpy.float64(number) % 1.0)\n",
+        "    import numpy\n    return float(numpy.float64(number) % 1.0)\n",
         {"passed"},
     ),
     "write_to_visible_fifo": (
@@ -414,11 +411,17 @@ def main(config: dict) -> dict:
     limit_this_process()
     problem = next(p for p in load_problems() if p.task_id == PROBLEM)
     daemon_file = os.path.join(config["marker_dir"], "daemon.txt")
-    names = {"marker": config["marker"], "port": config["port"],
-             "unix_socket": config["unix_socket"], "fifo": config["fifo"],
-             "device": config["device"], "visible_fifo": config["visible_fifo"],
-             "answer_key": problems_file(),
-             "secret_name": config["secret_name"], "daemon_file": daemon_file}
+    names = {
+        "marker": config["marker"],
+        "port": config["port"],
+        "unix_socket": config["unix_socket"],
+        "fifo": config["fifo"],
+        "device": config["device"],
+        "visible_fifo": config["visible_fifo"],
+        "answer_key": problems_file(),
+        "secret_name": config["secret_name"],
+        "daemon_file": daemon_file,
+    }
     report: dict = {"cases": {}, "expected": {}}
     with Sandbox(limits=LIMITS, workers=2) as sandbox:
         report["isolation"] = sandbox.isolation
@@ -426,8 +429,9 @@ def main(config: dict) -> dict:
         workers_before = [worker.process.pid for worker in sandbox._workers]
         report["worker_pids"] = workers_before
         report["confinement"] = check = confinement_check(sandbox)
-        jobs = {name: check_job(problem, body.format(**names)) for name, (body, _) in
-                HOSTILE.items()}
+        jobs = {
+            name: check_job(problem, body.format(**names)) for name, (body, _) in HOSTILE.items()
+        }
         started = time.monotonic()
         outcomes = sandbox.run_many(list(jobs.values()), progress=False)
         for name, outcome in zip(jobs, outcomes, strict=True):
@@ -437,8 +441,9 @@ def main(config: dict) -> dict:
             kill_everything = sandbox.run(check_job(problem, KILL_EVERYTHING))
             report["cases"]["kill_everything"] = outcome_record(kill_everything)
         else:
-            report["cases"]["kill_everything"] = {"status": "not run: the sample could be root "
-                                                  "or share this PID namespace"}
+            report["cases"]["kill_everything"] = {
+                "status": "not run: the sample could be root or share this PID namespace"
+            }
         report["expected"]["kill_everything"] = ["failed"]
         report["cases"]["forge_setup_failed"] = outcome_record(sandbox.run(Job(FORGE_SETUP_FAILED)))
         report["expected"]["forge_setup_failed"] = ["crashed"]

@@ -147,11 +147,17 @@ def suite_run(tmp_path_factory) -> SuiteRun:
     # And a FIFO beside it, which read-only mounts do not stop a writer from opening.
     visible_fifo = RecordingFifo(Path(os.__file__).parent / f"neo-keras-sandbox-fifo-{secret[:8]}")
     report_path = tmp_path_factory.mktemp("adversarial") / "report.json"
-    config = {"marker_dir": str(marker_dir), "marker": str(marker), "port": server.port,
-              "unix_socket": str(marker_dir / "service.sock"),
-              "fifo": str(marker_dir / "service.fifo"), "device": str(device),
-              "visible_fifo": str(visible_fifo.path),
-              "secret_name": SECRET_NAME, "report": str(report_path)}
+    config = {
+        "marker_dir": str(marker_dir),
+        "marker": str(marker),
+        "port": server.port,
+        "unix_socket": str(marker_dir / "service.sock"),
+        "fifo": str(marker_dir / "service.fifo"),
+        "device": str(device),
+        "visible_fifo": str(visible_fifo.path),
+        "secret_name": SECRET_NAME,
+        "report": str(report_path),
+    }
     process = subprocess.Popen(
         [sys.executable, str(SUITE), json.dumps(config)],
         env={**os.environ, SECRET_NAME: secret},
@@ -176,8 +182,16 @@ def suite_run(tmp_path_factory) -> SuiteRun:
         fifo_received = fifo.received()
         fifo.close()
     assert process.returncode == 0, stderr.decode(errors="replace")[-5000:]
-    run = SuiteRun(json.loads(report_path.read_text()), marker, marker_dir, server, unix_server,
-                   fifo_received + visible_fifo_received, secret, process.pid)
+    run = SuiteRun(
+        json.loads(report_path.read_text()),
+        marker,
+        marker_dir,
+        server,
+        unix_server,
+        fifo_received + visible_fifo_received,
+        secret,
+        process.pid,
+    )
     yield run
     shutil.rmtree(marker_dir, ignore_errors=True)
 
@@ -218,8 +232,14 @@ def test_failures_name_the_exception(suite_run, name, exception):
 
 def test_limits_stop_samples_well_before_the_deadline(suite_run):
     cases = suite_run.report["cases"]
-    for name in ("allocate_50_gb", "write_10_gb", "print_1_gb", "thread_outlives_test",
-                 "sys_exit_before_tests", "os_exit_before_tests"):
+    for name in (
+        "allocate_50_gb",
+        "write_10_gb",
+        "print_1_gb",
+        "thread_outlives_test",
+        "sys_exit_before_tests",
+        "os_exit_before_tests",
+    ):
         assert cases[name]["duration_s"] < adversarial_suite.TIMEOUT_S, (name, cases[name])
     assert cases["print_1_gb"]["stdout_bytes"] <= adversarial_suite.LIMITS.max_output_bytes
 

@@ -36,8 +36,7 @@ def test_what_the_program_raises_is_named(sandbox):
 
 def test_only_plain_data_comes_back(sandbox):
     program = (
-        "class Yes:\n    __eq__ = lambda self, other: True\n"
-        "def square(x):\n    return Yes()\n"
+        "class Yes:\n    __eq__ = lambda self, other: True\ndef square(x):\n    return Yes()\n"
     )
     outcome = run(sandbox, program)
     assert outcome.status == "failed"
@@ -78,8 +77,11 @@ def test_module_name_and_entry_point_expression(sandbox):
         "if __name__ == '__main__':\n    raise SystemExit('ran as main')\n"
     )
     outcome = run(
-        sandbox, program, test="assert candidate(21) == 42\n",
-        entry_point="Solution().twice", module_name="solution",
+        sandbox,
+        program,
+        test="assert candidate(21) == 42\n",
+        entry_point="Solution().twice",
+        module_name="solution",
     )
     assert outcome.status == "passed"
 

@@ -59,8 +59,13 @@ def test_syntax_error(sandbox):
 
 
 @pytest.mark.parametrize(
-    "ending", ["import sys; sys.exit(0)", "import sys; sys.exit()", "import os; os._exit(0)",
-               "raise SystemExit(3)"]
+    "ending",
+    [
+        "import sys; sys.exit(0)",
+        "import sys; sys.exit()",
+        "import os; os._exit(0)",
+        "raise SystemExit(3)",
+    ],
 )
 def test_exiting_before_the_end_is_a_crash(sandbox, ending):
     outcome = sandbox.run(Job(f"{ending}\nraise AssertionError('tests would run here')\n"))
@@ -104,9 +109,7 @@ def test_job_timeout_overrides_the_limit(sandbox):
 
 def test_memory_limit(sandbox):
     outcome = sandbox.run(Job("data = bytearray(4 * 1024 ** 3)\n"))
-    assert (outcome.status, outcome.result) == (
-        "memory_limit", "failed: MemoryError"
-    )
+    assert (outcome.status, outcome.result) == ("memory_limit", "failed: MemoryError")
 
 
 def test_output_limit_caps_and_kills(sandbox):
@@ -157,15 +160,20 @@ def test_the_root_holds_only_system_and_interpreter_directories(sandbox):
     for directory, names in listing.items():
         if directory in ("/dev", "/proc", "/tmp"):
             continue
-        needed = {p[len(directory) + 1 :].split("/")[0] for p in interpreter
-                  if p.startswith(directory + "/")}
+        needed = {
+            p[len(directory) + 1 :].split("/")[0]
+            for p in interpreter
+            if p.startswith(directory + "/")
+        }
         assert set(names) <= needed, (directory, names)
 
 
 def test_each_sample_gets_a_fresh_tmp(sandbox):
     writer = "open('/tmp/work/left-behind', 'w').write('x')\nopen('/tmp/also', 'w')\n"
-    reader = "import os\nassert not os.path.exists('/tmp/work/left-behind')\n" \
-             "assert not os.path.exists('/tmp/also')\n"
+    reader = (
+        "import os\nassert not os.path.exists('/tmp/work/left-behind')\n"
+        "assert not os.path.exists('/tmp/also')\n"
+    )
     outcomes = sandbox.run_many([Job(writer), Job(reader)] * 4, progress=False)
     assert all(outcome.passed for outcome in outcomes), outcomes
 

@@ -10,9 +10,27 @@ import pytest
 from neo_keras.evaluation.sandbox import values
 
 PLAIN = [
-    None, True, False, 0, -7, 2**200, -(2**4000), 0.1, -0.0, math.inf, 1 + 2j, "text é",
-    b"\x00\xff", [1, [2, (3,)]], (1, "a", None), {1, "b"}, frozenset({2.5}),
-    {"a": [1, 2], 3: (4,), (5, 6): {7}}, [], (), {},
+    None,
+    True,
+    False,
+    0,
+    -7,
+    2**200,
+    -(2**4000),
+    0.1,
+    -0.0,
+    math.inf,
+    1 + 2j,
+    "text é",
+    b"\x00\xff",
+    [1, [2, (3,)]],
+    (1, "a", None),
+    {1, "b"},
+    frozenset({2.5}),
+    {"a": [1, 2], 3: (4,), (5, 6): {7}},
+    [],
+    (),
+    {},
 ]
 
 
@@ -58,8 +76,16 @@ def test_too_deep_is_refused():
 
 @pytest.mark.parametrize(
     "data",
-    [b"", b"not json", b'["x", 1]', b'["i", 5]', b'["d", [[1]]]', b'["S", [["l", []]]]',
-     b"[" * 100000, json.dumps(["l", [["n", None]] * 2 + [["q", 1]]]).encode()],
+    [
+        b"",
+        b"not json",
+        b'["x", 1]',
+        b'["i", 5]',
+        b'["d", [[1]]]',
+        b'["S", [["l", []]]]',
+        b"[" * 100000,
+        json.dumps(["l", [["n", None]] * 2 + [["q", 1]]]).encode(),
+    ],
 )
 def test_hostile_bytes_fail_to_decode_and_build_nothing(data):
     with pytest.raises(ValueError):

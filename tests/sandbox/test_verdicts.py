@@ -10,8 +10,14 @@ from neo_keras.evaluation.sandbox import monitor, runner, verdict
 
 
 def observe(**overrides) -> verdict.Observation:
-    fields = {"output_exceeded": False, "timed_out": False, "report": None,
-              "wait_status": 0, "cpu_seconds_used": 0.1, "cpu_seconds_limit": 3}
+    fields = {
+        "output_exceeded": False,
+        "timed_out": False,
+        "report": None,
+        "wait_status": 0,
+        "cpu_seconds_used": 0.1,
+        "cpu_seconds_limit": 3,
+    }
     return verdict.Observation(**{**fields, **overrides})
 
 
@@ -25,16 +31,20 @@ def killed_by(signum: int) -> int:
     [
         (observe(report=("passed", "")), ("passed", "")),
         (observe(report=("failed", "AssertionError")), ("failed", "AssertionError")),
-        (observe(output_exceeded=True, report=("passed", "")),
-         ("output_limit", "output limit exceeded (100 bytes)")),
+        (
+            observe(output_exceeded=True, report=("passed", "")),
+            ("output_limit", "output limit exceeded (100 bytes)"),
+        ),
         (observe(timed_out=True, wait_status=None), ("timeout", "wall-clock time limit")),
         (observe(timed_out=True, report=("passed", "")), ("passed", "")),
         (observe(wait_status=0), ("crashed", "exited early with status 0")),
         (observe(wait_status=3 << 8), ("crashed", "exited early with status 3")),
         (observe(wait_status=killed_by(signal.SIGSEGV)), ("crashed", "killed by SIGSEGV")),
         (observe(wait_status=killed_by(signal.SIGXCPU)), ("timeout", "CPU time limit")),
-        (observe(wait_status=killed_by(signal.SIGKILL), cpu_seconds_used=3.2),
-         ("timeout", "CPU time limit")),
+        (
+            observe(wait_status=killed_by(signal.SIGKILL), cpu_seconds_used=3.2),
+            ("timeout", "CPU time limit"),
+        ),
         (observe(wait_status=killed_by(signal.SIGKILL)), ("crashed", "killed by SIGKILL")),
         (observe(wait_status=None), ("crashed", "the sample ended without an exit status")),
     ],

@@ -110,8 +110,10 @@ def plan_of(name: str):
 @pytest.mark.parametrize("name", VARIANTS)
 def test_the_plan_is_within_15_percent_of_the_measured_peak(measured, name):
     plan, peak = plan_of(name), measured[name]["peak"]
-    print(f"{name}: plan {plan.peak / 2**20:.1f} MiB at the {plan.peak_moment}, "
-          f"measured {peak / 2**20:.1f} MiB")
+    print(
+        f"{name}: plan {plan.peak / 2**20:.1f} MiB at the {plan.peak_moment}, "
+        f"measured {peak / 2**20:.1f} MiB"
+    )
     assert abs(plan.peak / peak - 1) < TOLERANCE, (name, plan.peak / 2**20, peak / 2**20)
     assert abs(plan.resident / measured[name]["resident"] - 1) < TOLERANCE
 
@@ -153,9 +155,7 @@ def test_counts_are_those_of_the_model_and_its_optimizers(config):
         optimizer.build(backbone.trainable_variables)
         # Beside the slots each optimizer keeps a step count (and AdamW its learning rate).
         slots = [v for v in optimizer.variables if v.name not in ("iteration", "learning_rate")]
-        assert optimizer_state_count(config, name) == sum(
-            int(v.numpy().size) for v in slots
-        ), name
+        assert optimizer_state_count(config, name) == sum(int(v.numpy().size) for v in slots), name
 
 
 @pytest.mark.parametrize(
@@ -227,7 +227,9 @@ def test_the_command_line_prints_the_plan_and_fails_when_it_may_not_fit():
     assert "v3-8 (8 x 16 GiB)" in fitting.stdout
 
     too_big = run_memory_plan(
-        "--flagfile=configs/codeclippy.flags", "--noremat", "--loss_chunk_size=0",
+        "--flagfile=configs/codeclippy.flags",
+        "--noremat",
+        "--loss_chunk_size=0",
         "--micro_batch_size=8",
     )
     assert too_big.returncode == 1

@@ -262,8 +262,11 @@ def test_an_unbuilt_dataset_is_a_few_lines_that_name_the_build_command(
     assert "Traceback" not in output
     assert f"tfds build data_builders/codeclippy --config=dedup --data_dir={data_dir}" in output
     # TensorFlow's C++ start-up lines aside, what is left is TFDS's one line and the error.
-    ours = [line for line in output.strip().splitlines()
-            if not line.startswith(("I0000", "E0000", "W0000", "WARNING: All log messages"))]
+    ours = [
+        line
+        for line in output.strip().splitlines()
+        if not line.startswith(("I0000", "E0000", "W0000", "WARNING: All log messages"))
+    ]
     assert len(ours) <= 5, output
 
 
@@ -288,18 +291,31 @@ def test_an_output_dir_that_is_a_file_is_refused_and_kept(data_dir, tokenizer_di
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"train_split": "trian"}, r"--train_split: counting/tiny/1.0.0 has no split 'trian'; "
-         r"it has \['train', 'validation'\]"),
+        (
+            {"train_split": "trian"},
+            r"--train_split: counting/tiny/1.0.0 has no split 'trian'; "
+            r"it has \['train', 'validation'\]",
+        ),
         ({"validation_split": "test"}, r"--validation_split: .* has no split 'test'"),
         ({"init": "/nonexistent/model"}, r"--init: No model at '/nonexistent/model'"),
         ({"init": "EMPTY_DIR"}, r"--init: .* holds no model \(it has no config.json\)"),
         ({"model_size": "gpt_neo_huge"}, r"--model_size: Unknown model size 'gpt_neo_huge'"),
         ({"tokenizer": "/nonexistent/tokenizer.json"}, r"--tokenizer=.* does not exist"),
-        ({"batch_size": 128, "micro_batch_size": None}, r"has 64 examples, fewer than one "
-         r"batch: lower --batch_size=128"),
+        (
+            {"batch_size": 128, "micro_batch_size": None},
+            r"has 64 examples, fewer than one "
+            r"batch: lower --batch_size=128",
+        ),
     ],
-    ids=["train_split", "validation_split", "init", "init_not_a_model", "model_size",
-         "tokenizer", "batch_over_split"],
+    ids=[
+        "train_split",
+        "validation_split",
+        "init",
+        "init_not_a_model",
+        "model_size",
+        "tokenizer",
+        "batch_over_split",
+    ],
 )
 def test_a_bad_setting_is_refused_before_anything_is_written(
     changes, message, data_dir, tokenizer_dir, tmp_path
@@ -322,8 +338,10 @@ def test_progress_is_counted_in_steps_in_plain_lines_off_a_terminal(
     shown = "".join(capsys.readouterr())
     messages = [record.getMessage() for record in caplog.records]
     assert any(
-        m.startswith("Training 4 steps: 0.25 epochs of counting/tiny train (16 steps of 4 "
-                     "sequences each) on 1 replica; starting fresh.")
+        m.startswith(
+            "Training 4 steps: 0.25 epochs of counting/tiny train (16 steps of 4 "
+            "sequences each) on 1 replica; starting fresh."
+        )
         for m in messages
     ), messages
     assert "step 1/4  loss " in shown and "step 4/4  loss " in shown, shown
@@ -447,8 +465,10 @@ def test_killed_run_resumes_where_it_stopped(data_dir, tokenizer_dir, tmp_path):
     # The last save may have been cut short by the kill; resumption takes the last whole one.
     resumed_at = int(re.search(r"Resumed from \S+ at step (\d+)", resumed_output).group(1))
     assert 4 <= committed_at <= resumed_at <= killed_at
-    assert f"Training 24 steps: 1.50 epochs of counting/tiny train (16 steps of 4 sequences " \
+    assert (
+        f"Training 24 steps: 1.50 epochs of counting/tiny train (16 steps of 4 sequences "
         f"each) on 1 replica; resuming at step {resumed_at}." in resumed_output
+    )
     reference_output, _ = reference.communicate(timeout=300)
     assert reference.returncode == 0, reference_output
 

@@ -91,8 +91,6 @@ def apply_resource_limits(limits: ResourceLimits) -> None:
 def reset_environment(work_directory: str) -> None:
     """Replaces the inherited environment (and the C one, for subprocesses) with a minimal one."""
     os.environ.clear()
-    os.environ.update(
-        PATH=_SAFE_PATH, HOME=work_directory, TMPDIR=work_directory, LANG="C.UTF-8"
-    )
+    os.environ.update(PATH=_SAFE_PATH, HOME=work_directory, TMPDIR=work_directory, LANG="C.UTF-8")
     os.chdir(work_directory)
     os.umask(0o077)

@@ -29,8 +29,12 @@ WORK_DIRECTORY = "/tmp/work"
 DEVICES = ("null", "zero", "full", "random", "urandom")
 # What a sample may import from site-packages: numpy, which APPS solutions may use.
 SAMPLE_PACKAGES = ("numpy", "numpy.libs")
-_DEVICE_LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0",
-                 "stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2"}
+_DEVICE_LINKS = {
+    "fd": "/proc/self/fd",
+    "stdin": "/proc/self/fd/0",
+    "stdout": "/proc/self/fd/1",
+    "stderr": "/proc/self/fd/2",
+}
 _MAX_PRIVATE_INODES = 4096
 _MADE_HERE = ("/", "/dev", "/proc", *PRIVATE_DIRECTORIES)  # never the host's
 # Where the new root is put together: a directory every system has, covered by the
@@ -86,24 +90,23 @@ def plan_file_system() -> FileSystemPlan:
     """Plans the sample's root from the host's and this interpreter's directories."""
     if not os.path.isdir(_ASSEMBLY_POINT) or os.path.islink(_ASSEMBLY_POINT):
         raise OSError(f"{_ASSEMBLY_POINT} is not a directory; the sample's root needs one")
-    visible = tuple(
-        d for d in VISIBLE_DIRECTORIES if os.path.isdir(d) and not os.path.islink(d)
-    )
+    visible = tuple(d for d in VISIBLE_DIRECTORIES if os.path.isdir(d) and not os.path.islink(d))
     links = tuple(
-        (d, os.readlink(d)) for d in VISIBLE_DIRECTORIES
-        if os.path.islink(d) and os.path.isdir(d)
+        (d, os.readlink(d)) for d in VISIBLE_DIRECTORIES if os.path.islink(d) and os.path.isdir(d)
     )
     # What lies under a link is visible through it (the interpreter's paths include their
     # real paths too).
     shown = visible + tuple(path for path, _ in links)
     exposures = {
-        path for path in _interpreter_paths()
+        path
+        for path in _interpreter_paths()
         if path not in _MADE_HERE and not any(path == d or _under(path, d) for d in shown)
     }
     exposures = _outermost(exposures)
     package_directories = tuple(
         sorted(
-            path for path in _package_directories()
+            path
+            for path in _package_directories()
             if any(path == d or _under(path, d) for d in (*visible, *exposures))
         )
     )
@@ -162,9 +165,7 @@ class _Root:
     def __init__(self, plan: FileSystemPlan, owner_uid: int, owner_gid: int) -> None:
         kernel.mount(None, "/", None, kernel.MS_REC | kernel.MS_PRIVATE)
         # Bind sources are opened before the new root covers the assembly point.
-        self._sources = {
-            path: os.open(path, os.O_PATH | os.O_CLOEXEC) for path in plan.exposures
-        }
+        self._sources = {path: os.open(path, os.O_PATH | os.O_CLOEXEC) for path in plan.exposures}
         self._package_directories = plan.package_directories
         self._packages = {
             path: os.open(path, os.O_PATH | os.O_CLOEXEC)
@@ -178,7 +179,10 @@ class _Root:
         self.owner = _tmpfs_owner(owner_uid, owner_gid)
         self.path = root = _ASSEMBLY_POINT
         kernel.mount(
-            "tmpfs", root, "tmpfs", kernel.MS_NOSUID | kernel.MS_NODEV,
+            "tmpfs",
+            root,
+            "tmpfs",
+            kernel.MS_NOSUID | kernel.MS_NODEV,
             f"size=1m,nr_inodes=1024,mode=755,{self.owner}",
         )
         for directory in plan.visible:
@@ -197,17 +201,23 @@ class _Root:
         then covers its site-packages directories but for the packages samples may use."""
         for path, fd in self._sources.items():
             os.makedirs(self.path + path, exist_ok=True)
-            kernel.mount(f"/proc/self/fd/{fd}", self.path + path, None,
-                         kernel.MS_BIND | kernel.MS_REC)
+            kernel.mount(
+                f"/proc/self/fd/{fd}", self.path + path, None, kernel.MS_BIND | kernel.MS_REC
+            )
             os.close(fd)
         for directory in self._package_directories:
-            kernel.mount("tmpfs", self.path + directory, "tmpfs",
-                         kernel.MS_NOSUID | kernel.MS_NODEV,
-                         f"size=64k,nr_inodes=64,mode=755,{self.owner}")
+            kernel.mount(
+                "tmpfs",
+                self.path + directory,
+                "tmpfs",
+                kernel.MS_NOSUID | kernel.MS_NODEV,
+                f"size=64k,nr_inodes=64,mode=755,{self.owner}",
+            )
         for path, fd in self._packages.items():
             os.mkdir(self.path + path)
-            kernel.mount(f"/proc/self/fd/{fd}", self.path + path, None,
-                         kernel.MS_BIND | kernel.MS_REC)
+            kernel.mount(
+                f"/proc/self/fd/{fd}", self.path + path, None, kernel.MS_BIND | kernel.MS_REC
+            )
             os.close(fd)
 
     def become_root(self) -> None:
@@ -227,7 +237,10 @@ def _tmpfs_owner(uid: int, gid: int) -> str:
 def _mount_private_directories(root: str, owner: str, private_bytes: int) -> None:
     for directory in PRIVATE_DIRECTORIES:
         kernel.mount(
-            "tmpfs", root + directory, "tmpfs", kernel.MS_NOSUID | kernel.MS_NODEV,
+            "tmpfs",
+            root + directory,
+            "tmpfs",
+            kernel.MS_NOSUID | kernel.MS_NODEV,
             f"size={private_bytes},nr_inodes={_MAX_PRIVATE_INODES},mode=700,{owner}",
         )
     os.mkdir(root + WORK_DIRECTORY, 0o700)

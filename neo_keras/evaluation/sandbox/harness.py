@@ -25,11 +25,19 @@ TEST_FILENAME = "<test>"
 MAX_REPLY_BYTES = 16 * 1024 * 1024
 # Reply kinds, the first byte of each message from the program's process.
 _READY, _ENDED, _RETURNED, _RAISED, _UNSUPPORTED, _OUT_OF_MEMORY = (
-    b"K", b"X", b"R", b"E", b"U", b"M",
+    b"K",
+    b"X",
+    b"R",
+    b"E",
+    b"U",
+    b"M",
 )
 # What a program may say about how it ended before serving: failures only.
 _PROGRAM_FAILURES = (
-    job_module.FAILED, job_module.SYNTAX_ERROR, job_module.MEMORY_LIMIT, job_module.CRASHED,
+    job_module.FAILED,
+    job_module.SYNTAX_ERROR,
+    job_module.MEMORY_LIMIT,
+    job_module.CRASHED,
 )
 
 

@@ -59,8 +59,11 @@ def write(job: job_module.Job, token: str) -> int:
     program = job.program.encode("utf-8", "surrogatepass")
     test = None if job.test is None else job.test.encode("utf-8", "surrogatepass")
     fields = {
-        "token": token, "module_name": job.module_name, "entry_point": job.entry_point,
-        "clean_exit_passes": job.clean_exit_passes, "program_size": len(program),
+        "token": token,
+        "module_name": job.module_name,
+        "entry_point": job.entry_point,
+        "clean_exit_passes": job.clean_exit_passes,
+        "program_size": len(program),
         "test_size": None if test is None else len(test),
     }
     header = json.dumps(fields).encode()

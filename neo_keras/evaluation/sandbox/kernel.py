@@ -151,8 +151,12 @@ def _mount_setattr(path: str, flags: int, attr_set: int, attr_clr: int) -> None:
     attr = _MountAttr(attr_set, attr_clr, 0, 0)
     _check(
         _libc.syscall(
-            ctypes.c_long(_SYS_MOUNT_SETATTR), ctypes.c_int(_AT_FDCWD), _path(path),
-            ctypes.c_uint(flags), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)),
+            ctypes.c_long(_SYS_MOUNT_SETATTR),
+            ctypes.c_int(_AT_FDCWD),
+            _path(path),
+            ctypes.c_uint(flags),
+            ctypes.byref(attr),
+            ctypes.c_size_t(ctypes.sizeof(attr)),
         ),
         f"mount_setattr {path}",
     )
@@ -389,7 +393,9 @@ class _LandlockPathBeneath(ctypes.Structure):
 def landlock_abi() -> int:
     """The kernel's Landlock ABI version; 0 where it has none (or it is turned off)."""
     version = _libc.syscall(
-        ctypes.c_long(_SYS_LANDLOCK_CREATE_RULESET), None, ctypes.c_size_t(0),
+        ctypes.c_long(_SYS_LANDLOCK_CREATE_RULESET),
+        None,
+        ctypes.c_size_t(0),
         ctypes.c_uint32(_LANDLOCK_CREATE_RULESET_VERSION),
     )
     return max(version, 0)
@@ -407,8 +413,10 @@ def restrict_file_access(writable: Sequence[str], devices: Sequence[str]) -> boo
     attr = _LandlockRulesetAttr(handled)
     ruleset = _check(
         _libc.syscall(
-            ctypes.c_long(_SYS_LANDLOCK_CREATE_RULESET), ctypes.byref(attr),
-            ctypes.c_size_t(ctypes.sizeof(attr)), ctypes.c_uint32(0),
+            ctypes.c_long(_SYS_LANDLOCK_CREATE_RULESET),
+            ctypes.byref(attr),
+            ctypes.c_size_t(ctypes.sizeof(attr)),
+            ctypes.c_uint32(0),
         ),
         "landlock_create_ruleset",
     )
@@ -419,8 +427,11 @@ def restrict_file_access(writable: Sequence[str], devices: Sequence[str]) -> boo
         for device in devices:
             _allow_beneath(ruleset, device, _FS_READ_FILE | _FS_WRITE_FILE)
         _check(
-            _libc.syscall(ctypes.c_long(_SYS_LANDLOCK_RESTRICT_SELF), ctypes.c_int(ruleset),
-                          ctypes.c_uint32(0)),
+            _libc.syscall(
+                ctypes.c_long(_SYS_LANDLOCK_RESTRICT_SELF),
+                ctypes.c_int(ruleset),
+                ctypes.c_uint32(0),
+            ),
             "landlock_restrict_self",
         )
     finally:
@@ -433,9 +444,13 @@ def _allow_beneath(ruleset: int, path: str, access: int) -> None:
     try:
         rule = _LandlockPathBeneath(access, fd)
         _check(
-            _libc.syscall(ctypes.c_long(_SYS_LANDLOCK_ADD_RULE), ctypes.c_int(ruleset),
-                          ctypes.c_int(_LANDLOCK_RULE_PATH_BENEATH), ctypes.byref(rule),
-                          ctypes.c_uint32(0)),
+            _libc.syscall(
+                ctypes.c_long(_SYS_LANDLOCK_ADD_RULE),
+                ctypes.c_int(ruleset),
+                ctypes.c_int(_LANDLOCK_RULE_PATH_BENEATH),
+                ctypes.byref(rule),
+                ctypes.c_uint32(0),
+            ),
             f"landlock_add_rule {path}",
         )
     finally:

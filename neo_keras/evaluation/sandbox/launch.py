@@ -321,8 +321,15 @@ def fork_namespaced_sample(
             if direct is None:
                 _exit_on_any_error(_keeper, handshake, spec, fds, plan, identity)
             _exit_on_any_error(
-                _direct_sample, handshake, spec, fds, plan, identity, host_ids,
-                direct.shared_namespaces, base_view,
+                _direct_sample,
+                handshake,
+                spec,
+                fds,
+                plan,
+                identity,
+                host_ids,
+                direct.shared_namespaces,
+                base_view,
             )
     finally:
         if direct is not None:

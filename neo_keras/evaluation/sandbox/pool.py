@@ -69,7 +69,9 @@ class _Worker:
         """`direct=False` makes the worker use a keeper process even where it need not."""
         self.host_id = host_id
         config = {
-            "host_uid": host_id, "host_gid": host_id, "use_namespaces": use_namespaces,
+            "host_uid": host_id,
+            "host_gid": host_id,
+            "use_namespaces": use_namespaces,
             "direct": direct,
         }
         self.process = subprocess.Popen(
@@ -115,11 +117,14 @@ class _Worker:
 
 
 def _describe(mode: str, hello: dict, host_ids: list[int]) -> str:
-    ids = f"host uid {host_ids[0]}" if len(set(host_ids)) == 1 else (
-        f"host uids {min(host_ids)}-{max(host_ids)}"
+    ids = (
+        f"host uid {host_ids[0]}"
+        if len(set(host_ids)) == 1
+        else (f"host uids {min(host_ids)}-{max(host_ids)}")
     )
     memory = (
-        "; a memory cgroup around each sample" if hello.get("memory_cgroup")
+        "; a memory cgroup around each sample"
+        if hello.get("memory_cgroup")
         else "; memory limited per process only (no memory cgroup available)"
     )
     if mode == sample.NAMESPACES:

@@ -89,8 +89,11 @@ class SampleResult:
     def outcome_fields(self) -> dict:
         """The fields of job.Outcome."""
         return {
-            "status": self.status, "detail": self.detail, "stdout": self.stdout,
-            "stderr_tail": self.stderr_tail, "duration_s": self.duration_s,
+            "status": self.status,
+            "detail": self.detail,
+            "stdout": self.stdout,
+            "stderr_tail": self.stderr_tail,
+            "duration_s": self.duration_s,
         }
 
 
@@ -124,8 +127,15 @@ class _Pipes:
     def close_child_ends(self) -> None:
         """Closes the worker's copies of the child ends, so end of file means the sample is gone."""
         child = self.child
-        for fd in (child.stdin, child.stdout, child.stderr, child.report, child.status,
-                   child.lifeline, child.job):
+        for fd in (
+            child.stdin,
+            child.stdout,
+            child.stderr,
+            child.report,
+            child.status,
+            child.lifeline,
+            child.job,
+        ):
             self._close(fd)
 
     def _close(self, fd: int) -> None:
@@ -213,9 +223,7 @@ class SampleRunner:
         self.template = template
         self.memory = memory
 
-    def run(
-        self, job: job_module.Job, limits: job_module.Limits, control_fd: int
-    ) -> SampleResult:
+    def run(self, job: job_module.Job, limits: job_module.Limits, control_fd: int) -> SampleResult:
         """Runs one job to its verdict; when this returns, no process of the sample exists.
 
         Raises SandboxError when the sandbox (not the sample) failed, monitor.ControlLost
@@ -303,7 +311,10 @@ def _kill(pid_fd: int) -> None:
 
 
 def _judge(
-    spec: launch.SampleSpec, token: str, ending: _Ending, max_output_bytes: int,
+    spec: launch.SampleSpec,
+    token: str,
+    ending: _Ending,
+    max_output_bytes: int,
     oom_killed: bool,
 ) -> SampleResult:
     watch = ending.watch

@@ -95,14 +95,24 @@ class Template:
         return value, fds
 
     def fork(
-        self, setup, spec: launch.SampleSpec, fds: launch.SampleFds,
+        self,
+        setup,
+        spec: launch.SampleSpec,
+        fds: launch.SampleFds,
         plain: PlainSample | None = None,
     ) -> tuple[int, int]:
         """Forks a sample (or its keeper) under `setup` (a sample.WorkerSetup) with
         namespaces, or without them given `plain`; returns its pid and a pidfd. Unless a
         keeper reaps the sample, wait_for_exit must follow."""
-        child_ends = (fds.stdin, fds.stdout, fds.stderr, fds.report, fds.status,
-                      fds.lifeline, fds.job)
+        child_ends = (
+            fds.stdin,
+            fds.stdout,
+            fds.stderr,
+            fds.report,
+            fds.status,
+            fds.lifeline,
+            fds.job,
+        )
         pid, pid_fds = self._call(("fork", setup, spec, plain), child_ends)
         return pid, pid_fds[0]
 
@@ -204,18 +214,28 @@ class _Server:
     def _fork(self, fds, setup, spec, plain: PlainSample | None) -> int:
         stdin, stdout, stderr, report, status, lifeline, job = fds
         sample_fds = launch.SampleFds(
-            stdin=stdin, stdout=stdout, stderr=stderr, report=report, status=status,
-            lifeline=lifeline, job=job, parent_ends=(self._connection.fileno(),),
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            report=report,
+            status=status,
+            lifeline=lifeline,
+            job=job,
+            parent_ends=(self._connection.fileno(),),
         )
         if plain is None:
             host_ids = (setup.host_uid, setup.host_gid)
             return launch.fork_namespaced_sample(
-                spec, sample_fds, setup.plan, setup.identity(), host_ids,
-                setup.write_id_maps, setup.direct, self._base_view(setup, host_ids),
+                spec,
+                sample_fds,
+                setup.plan,
+                setup.identity(),
+                host_ids,
+                setup.write_id_maps,
+                setup.direct,
+                self._base_view(setup, host_ids),
             )
-        return launch.fork_plain_sample(
-            spec, sample_fds, setup.identity(), plain.work_directory
-        )
+        return launch.fork_plain_sample(spec, sample_fds, setup.identity(), plain.work_directory)
 
     def _base_view(self, setup, host_ids: tuple[int, int]) -> int | None:
         """The direct path's base view for this setup, built on first use."""

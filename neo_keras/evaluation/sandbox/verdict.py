@@ -39,8 +39,7 @@ def _ended_by_cpu_limit(observation: Observation, signum: int) -> bool:
         return True
     # The hard CPU limit kills with SIGKILL one second after the soft one.
     return (
-        signum == signal.SIGKILL
-        and observation.cpu_seconds_used >= observation.cpu_seconds_limit
+        signum == signal.SIGKILL and observation.cpu_seconds_used >= observation.cpu_seconds_limit
     )
 
 

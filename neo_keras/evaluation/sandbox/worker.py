@@ -25,16 +25,54 @@ from .errors import SandboxError
 
 # Modules that generated programs commonly import, loaded once here instead of per sample.
 PRELOADED_MODULES = (
-    "array", "bisect", "cmath", "collections", "collections.abc", "copy", "dataclasses",
-    "datetime", "decimal", "enum", "fractions", "functools", "heapq", "itertools",
-    "json", "math", "numbers", "operator", "queue", "random", "re", "statistics", "string",
-    "struct", "textwrap", "threading", "time", "typing", "unicodedata",
+    "array",
+    "bisect",
+    "cmath",
+    "collections",
+    "collections.abc",
+    "copy",
+    "dataclasses",
+    "datetime",
+    "decimal",
+    "enum",
+    "fractions",
+    "functools",
+    "heapq",
+    "itertools",
+    "json",
+    "math",
+    "numbers",
+    "operator",
+    "queue",
+    "random",
+    "re",
+    "statistics",
+    "string",
+    "struct",
+    "textwrap",
+    "threading",
+    "time",
+    "typing",
+    "unicodedata",
 )
 # Without a mount namespace the sample's uid may be unable to read the interpreter's
 # directory (it often lives under /root), so more of the standard library is loaded here.
 PRELOADED_WITHOUT_NAMESPACES = (
-    "base64", "binascii", "csv", "fnmatch", "glob", "hashlib", "pathlib", "pprint",
-    "secrets", "shutil", "socket", "subprocess", "tempfile", "uuid", "zlib",
+    "base64",
+    "binascii",
+    "csv",
+    "fnmatch",
+    "glob",
+    "hashlib",
+    "pathlib",
+    "pprint",
+    "secrets",
+    "shutil",
+    "socket",
+    "subprocess",
+    "tempfile",
+    "uuid",
+    "zlib",
 )
 _PROBE_LIMITS = job_module.Limits(timeout_s=30.0)
 
@@ -152,7 +190,9 @@ def _run(config, control_in, control_out, template, direct, memory) -> None:
     if setup.mode != sample.NAMESPACES:
         template.preload(PRELOADED_WITHOUT_NAMESPACES)
     hello = {
-        "mode": setup.mode, "host_uid": setup.host_uid, "sample_id": launch.SAMPLE_ID,
+        "mode": setup.mode,
+        "host_uid": setup.host_uid,
+        "sample_id": launch.SAMPLE_ID,
         "memory_cgroup": None if memory is None else memory.path,
     }
     protocol.send(control_out, hello | details)
