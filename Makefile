@@ -34,6 +34,7 @@ install-tpu:
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 test: $(STAMP) lint
 	$(PY) -m pytest -q
