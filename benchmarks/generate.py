@@ -36,7 +36,7 @@ from neo_keras import GPTNeoCausalLM  # noqa: E402
 from neo_keras.data.tokenizer import END_OF_TEXT  # noqa: E402
 from neo_keras.evaluation.humaneval import load_problems  # noqa: E402
 from neo_keras.evaluation.sampling import CompletionGenerator  # noqa: E402
-from neo_keras.evaluation.token_choice import SamplingSettings  # noqa: E402
+from neo_keras.generation.token_choice import SamplingSettings  # noqa: E402
 from neo_keras.models.gpt_neo import presets  # noqa: E402
 
 

@@ -237,7 +237,7 @@ class ModelSamples:
         from neo_keras import GPTNeoCausalLM
         from neo_keras.accelerators import sampling_strategy
         from neo_keras.evaluation.sampling import CompletionGenerator
-        from neo_keras.evaluation.token_choice import SamplingSettings
+        from neo_keras.generation.token_choice import SamplingSettings
 
         config = self.config
         strategy = sampling_strategy(config.strategy, config.tpu)

@@ -8,13 +8,15 @@ group's longest prompt is rounded up to a multiple of `bucket_size` (its bucket)
 Prompts are right-padded: every row keeps its own prompt tokens and samples from its first
 padded position on, exactly as it would alone. Each distinct prompt of a batch runs through the
 model once; its samples start from copies of its key/value cache. A row's random draws are its
-own (`token_choice`), so what it generates does not depend on its batch, replica or order.
+own (`neo_keras.generation.token_choice`), so what it generates does not depend on its batch,
+replica or order.
 
-Decoding runs in chunks of `chunk_size` steps inside one compiled loop with the key/value
-cache carried from chunk to chunk. After each chunk the host decodes the new text of every
-live row and retires the rows whose text contains a stop sequence; single stop tokens
-(end-of-text) retire rows inside the loop. A group ends when all of its rows have stopped, and
-its completions are handed out (`stream`) before the next group starts.
+Decoding runs in chunks of `chunk_size` steps of the decode loop (`neo_keras.generation.
+decode`), compiled, with the key/value cache carried from chunk to chunk. After each chunk the
+host decodes the new text of every live row and retires the rows whose text contains a stop
+sequence; single stop tokens (end-of-text) retire rows inside the loop. A group ends when all
+of its rows have stopped, and its completions are handed out (`stream`) before the next group
+starts.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from keras import ops
 from tqdm.auto import tqdm
 
 from neo_keras.evaluation.stop_sequences import cut_at_stop, find_stop
-from neo_keras.evaluation.token_choice import (
+from neo_keras.generation.decode import decode_steps
+from neo_keras.generation.token_choice import (
     SamplingSettings,
     choose_tokens,
     row_keys,
@@ -140,7 +143,7 @@ class CompletionGenerator:
     from neo_keras import GPTNeoBackbone, GPTNeoCausalLM, GPTNeoCausalLMPreprocessor
     from neo_keras import GPTNeoTokenizer
     from neo_keras.evaluation.sampling import CompletionGenerator
-    from neo_keras.evaluation.token_choice import SamplingSettings
+    from neo_keras.generation.token_choice import SamplingSettings
 
     # A random model over a byte-level vocabulary: every text can be encoded.
     alphabet = sorted(ByteLevel.alphabet())
@@ -260,36 +263,24 @@ class CompletionGenerator:
 
     def _decode_steps(self, token_ids, cache, index, prompt_mask, prompt_lengths, keys, finished):
         """Up to `chunk_size` steps from position `index`; stops early once all rows finished."""
-        batch_size, length = ops.shape(token_ids)[0], ops.shape(token_ids)[1]
-        row_ends = prompt_lengths + self.max_new_tokens
 
-        def keep_going(token_ids, cache, index, finished):
-            return ops.logical_and(index < length, ops.logical_not(ops.all(finished)))
-
-        def step(token_ids, cache, index, finished):
-            previous = ops.slice(token_ids, [0, index - 1], [batch_size, 1])
-            logits, _, cache = self.model.call_with_cache(previous, cache, index - 1)
+        def choose(logits, index):
             draws = uniform_draws(keys, index - prompt_lengths)
-            sampled = choose_tokens(logits[:, 0, :], draws, self.settings)
-            sampled = ops.where(finished, self.pad_token_id, sampled)
-            in_prompt = prompt_mask[:, index]
-            next_token = ops.where(in_prompt, token_ids[:, index], sampled)
-            token_ids = ops.slice_update(token_ids, [0, index], next_token[:, None])
-            stopped = ops.zeros_like(finished)
-            for stop_id in self.stop_token_ids:
-                stopped = ops.logical_or(stopped, ops.equal(next_token, stop_id))
-            stopped = ops.logical_and(stopped, ops.logical_not(in_prompt))
-            full = ops.greater_equal(index + 1, row_ends)
-            finished = ops.logical_or(finished, ops.logical_or(stopped, full))
-            return token_ids, cache, index + 1, finished
+            return choose_tokens(logits, draws, self.settings)
 
-        token_ids, cache, index, finished = ops.while_loop(
-            keep_going,
-            step,
-            (token_ids, cache, index, finished),
-            maximum_iterations=self.chunk_size,
+        return decode_steps(
+            self.model,
+            token_ids,
+            cache,
+            index,
+            prompt_mask,
+            prompt_lengths + self.max_new_tokens,
+            finished,
+            choose,
+            stop_token_ids=self.stop_token_ids,
+            pad_token_id=self.pad_token_id,
+            max_steps=self.chunk_size,
         )
-        return token_ids, cache, index, finished
 
     # ------------------------------------------------------------------ host side
 

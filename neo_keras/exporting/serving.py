@@ -10,6 +10,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from neo_keras.generation import decode, token_choice
 from neo_keras.models.gpt_neo.causal_lm import GPTNeoCausalLM
 
 SERVE_ENDPOINT = "serve"
@@ -36,43 +37,6 @@ def sampling_specs() -> dict[str, tf.TensorSpec]:
     }
 
 
-def filter_top_k_top_p(logits: tf.Tensor, top_k: tf.Tensor, top_p: tf.Tensor) -> tf.Tensor:
-    """Sets to -inf every logit outside the top `top_k`, then outside the top-`top_p` mass.
-
-    `top_k <= 0` keeps all tokens; `top_p` outside (0, 1) keeps all tokens. The nucleus is
-    taken from the distribution renormalized over the top-k tokens, and always holds the
-    most likely token. Works with a runtime `top_k`, which `tf.math.top_k` under XLA cannot.
-    """
-    vocabulary_size = logits.shape[-1]
-    ranks = tf.range(vocabulary_size)[tf.newaxis, :]
-    k = tf.where(top_k > 0, tf.minimum(top_k, vocabulary_size), vocabulary_size)
-    ranked = tf.sort(logits, axis=-1, direction="DESCENDING")
-    in_top_k = ranks < k
-    probabilities = tf.nn.softmax(tf.where(in_top_k, ranked, float("-inf")), axis=-1)
-    mass_before = tf.cumsum(probabilities, axis=-1, exclusive=True)
-    nucleus_off = tf.logical_or(top_p <= 0.0, top_p >= 1.0)
-    in_nucleus = tf.logical_or(mass_before < top_p, nucleus_off)
-    kept = tf.logical_and(in_top_k, tf.logical_or(in_nucleus, ranks == 0))
-    threshold = tf.reduce_min(tf.where(kept, ranked, float("inf")), axis=-1, keepdims=True)
-    return tf.where(logits >= threshold, logits, float("-inf"))
-
-
-def next_tokens(logits, temperature, top_k, top_p, seed, step) -> tf.Tensor:
-    """One token per row: the argmax when `temperature <= 0`, else a seeded sample."""
-
-    def greedy():
-        return tf.argmax(logits, axis=-1, output_type=tf.int32)
-
-    def sample():
-        scaled = filter_top_k_top_p(logits / temperature, top_k, top_p)
-        draw = tf.random.stateless_categorical(
-            scaled, 1, seed=tf.stack([seed, step]), dtype=tf.int32
-        )
-        return draw[:, 0]
-
-    return tf.cond(temperature > 0.0, sample, greedy)
-
-
 def generate_tokens(
     model: GPTNeoCausalLM,
     end_token_id: int,
@@ -91,41 +55,44 @@ def generate_tokens(
     `max_new_tokens`, or at the end of the fixed length. Returns the prompts with their
     continuations (`token_ids`, padded with `end_token_id`) and a `padding_mask` that is 1
     on prompt and generated tokens.
+
+    `temperature <= 0` decodes greedily; otherwise row `r` draws from the counter-based
+    generator keyed by (`seed`, `r`), so a row's tokens do not depend on the others.
     """
     max_length = token_ids.shape[1]
-    prompt_mask = padding_mask > 0
-    token_ids = tf.where(prompt_mask, token_ids, end_token_id)
+    positions = tf.range(max_length)[tf.newaxis, :]
     # An empty prompt becomes `<|endoftext|>`, the document boundary the model was trained
     # to continue from; position 0 must hold a token to predict from.
-    prompt_lengths = tf.maximum(tf.reduce_sum(tf.cast(prompt_mask, tf.int32), axis=-1), 1)
-    limits = tf.minimum(prompt_lengths + tf.maximum(max_new_tokens, 0), max_length)
-    _, cache = model._build_cache(token_ids)
+    token_ids = tf.where(padding_mask > 0, token_ids, end_token_id)
+    prompt_lengths = tf.maximum(decode.prompt_lengths_of(padding_mask > 0), 1)
+    prompt_mask = positions < prompt_lengths[:, tf.newaxis]
+    row_ends = tf.minimum(prompt_lengths + tf.maximum(max_new_tokens, 0), max_length)
+    rows = tf.shape(token_ids)[0]
+    keys = tf.cast(tf.stack([tf.fill([rows], seed), tf.range(rows)], 1), tf.uint32)
+
+    def choose(logits, index):
+        greedy = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        draws = token_choice.uniform_draws(keys, index - prompt_lengths)
+        warmed = tf.maximum(temperature, 1e-6)  # the sampled branch is computed either way
+        sampled = token_choice.sample_tokens(logits, draws, warmed, top_k, top_p)
+        return tf.where(temperature > 0.0, sampled, greedy)
+
+    _, cache = model.prefill(token_ids)
     start = tf.reduce_min(prompt_lengths)
-
-    def unfinished(index, token_ids, cache, lengths, done):
-        return tf.reduce_any(tf.logical_and(tf.logical_not(done), index < limits))
-
-    def step(index, token_ids, cache, lengths, done):
-        previous = tf.slice(token_ids, [0, index - 1], [-1, 1])
-        logits, _, cache = model.call_with_cache(previous, cache, index - 1)
-        candidates = next_tokens(logits[:, 0, :], temperature, top_k, top_p, seed, index)
-        writing = (index >= prompt_lengths) & (index < limits) & tf.logical_not(done)
-        column = tf.where(writing, candidates, token_ids[:, index])
-        at_index = tf.equal(tf.range(max_length), index)[tf.newaxis, :]
-        token_ids = tf.where(at_index, column[:, tf.newaxis], token_ids)
-        lengths = lengths + tf.cast(writing, tf.int32)
-        done = done | (writing & tf.equal(candidates, end_token_id))
-        return index + 1, token_ids, cache, lengths, done
-
-    done = tf.zeros_like(prompt_lengths, dtype=tf.bool)
-    _, token_ids, _, lengths, _ = tf.while_loop(
-        unfinished,
-        step,
-        (start, token_ids, cache, prompt_lengths, done),
-        maximum_iterations=max_length - start,
+    token_ids, _, _, _ = decode.decode_steps(
+        model,
+        token_ids,
+        cache,
+        start,
+        prompt_mask,
+        row_ends,
+        finished=row_ends <= start,
+        choose=choose,
+        stop_token_ids=(end_token_id,),
+        pad_token_id=end_token_id,
     )
-    generated_mask = tf.range(max_length)[tf.newaxis, :] < lengths[:, tf.newaxis]
-    return {"token_ids": token_ids, "padding_mask": tf.cast(generated_mask, tf.int32)}
+    generated = decode.kept_positions(token_ids, prompt_mask, row_ends, (end_token_id,))
+    return {"token_ids": token_ids, "padding_mask": tf.cast(generated, tf.int32)}
 
 
 def write_saved_model(

@@ -10,8 +10,9 @@ in the graph with 32-bit integer mixing, the same on every device.
 
 One uniform draw a row and step picks the token by inverting the cumulative distribution of
 the kept tokens: exact sampling of the categorical distribution at 2^-24 resolution, with one
-pass over the vocabulary and no sort. Top-k, then top-p (`nucleus.nucleus_mask`), then
-temperature shape the distribution; greedy decoding takes the most likely token.
+pass over the vocabulary and no sort. Temperature, then top-k, then top-p over the top-k
+tokens renormalized (`nucleus`), shape the distribution, in the order of `transformers`'
+logits processors; greedy decoding takes the most likely token.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from neo_keras.evaluation.nucleus import nucleus_mask
+from neo_keras.generation.nucleus import nucleus_mask, top_k_mask
 
 # Murmur3's 32-bit finalizer constants, and the golden ratio step between counters.
 _MIX_1, _MIX_2, _GOLDEN = 0x85EBCA6B, 0xC2B2AE35, 0x9E3779B9
@@ -101,15 +102,21 @@ def choose_tokens(logits: tf.Tensor, draws: tf.Tensor, settings: SamplingSetting
         draws: `[rows]` uniform draws in [0, 1) (`uniform_draws`); unused when greedy.
         settings: temperature, top-k, top-p or greedy.
     """
-    logits = tf.cast(logits, tf.float32)
     if settings.greedy:
         return tf.argmax(logits, axis=-1, output_type=tf.int32)
-    probabilities = tf.nn.softmax(logits / settings.temperature, axis=-1)
-    if settings.top_k:
-        kth = tf.math.top_k(probabilities, k=settings.top_k).values[:, -1:]
-        probabilities = tf.where(probabilities >= kth, probabilities, 0.0)
-    if settings.top_p < 1:
-        probabilities = tf.where(nucleus_mask(probabilities, settings.top_p), probabilities, 0.0)
+    return sample_tokens(logits, draws, settings.temperature, settings.top_k, settings.top_p)
+
+
+def sample_tokens(logits: tf.Tensor, draws: tf.Tensor, temperature, top_k, top_p) -> tf.Tensor:
+    """Each row's token drawn from its shaped distribution, `[rows]` int32.
+
+    `temperature` (> 0), `top_k` (0: off) and `top_p` (1: off) may be numbers, or tensors
+    fed at run time, as a SavedModel's inputs are.
+    """
+    probabilities = tf.nn.softmax(tf.cast(logits, tf.float32) / temperature, axis=-1)
+    probabilities = tf.where(top_k_mask(probabilities, top_k), probabilities, 0.0)
+    probabilities /= tf.reduce_sum(probabilities, axis=-1, keepdims=True)
+    probabilities = tf.where(nucleus_mask(probabilities, top_p), probabilities, 0.0)
     cumulative = tf.cumsum(probabilities, axis=-1)
     target = draws[:, None] * cumulative[:, -1:]
     # The first token whose cumulative mass exceeds the target; tokens of no mass never are.

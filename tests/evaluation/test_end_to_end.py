@@ -16,7 +16,7 @@ from neo_keras.evaluation.sampling import CompletionGenerator
 from neo_keras.evaluation.sandbox import Limits, Sandbox
 from neo_keras.evaluation.scoring import Sample, score_samples, summarize
 from neo_keras.evaluation.stop_sequences import HUMANEVAL_STOP_SEQUENCES
-from neo_keras.evaluation.token_choice import SamplingSettings
+from neo_keras.generation.token_choice import SamplingSettings
 from tests.evaluation.cli import run_evaluate
 from tests.evaluation.tiny_model import make_tiny_model_dir
 

@@ -15,7 +15,7 @@ from neo_keras.evaluation.sampling import (
     CompletionGenerator,
     Request,
 )
-from neo_keras.evaluation.token_choice import SamplingSettings
+from neo_keras.generation.token_choice import SamplingSettings
 from tests.evaluation.tiny_model import MAX_POSITIONS, make_tiny_model_dir
 
 NEW_TOKENS = 12

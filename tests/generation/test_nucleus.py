@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from neo_keras.evaluation.nucleus import nucleus_mask
+from neo_keras.generation.nucleus import nucleus_mask
 
 
 def sorted_nucleus(probabilities: np.ndarray, p: float) -> np.ndarray:
@@ -54,3 +54,18 @@ def test_peaked_row_keeps_only_the_top_tokens():
     np.testing.assert_array_equal(
         np.asarray(nucleus_mask(probabilities[:1], 0.5)), [[True, False, False, False]]
     )
+
+
+def test_top_k_by_bisection_keeps_the_k_most_likely_tokens():
+    import tensorflow as tf
+
+    from neo_keras.generation.nucleus import top_k_mask
+
+    probabilities = distributions(seed=3)
+    for k in (1, 7, 50, 2000):
+        kth = tf.math.top_k(probabilities, k=k).values[:, -1:]
+        kept = np.asarray(top_k_mask(probabilities, k))
+        np.testing.assert_array_equal(kept, probabilities >= kth)
+    ties = np.array([[0.3, 0.3, 0.3, 0.1]], "float32")
+    assert np.asarray(top_k_mask(ties, 2)).tolist() == [[True, True, True, False]]
+    assert np.asarray(top_k_mask(ties, 0)).all()

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from neo_keras.evaluation.token_choice import (
+from neo_keras.generation.token_choice import (
     SamplingSettings,
     choose_tokens,
     row_keys,
+    sample_tokens,
     uniform_draws,
 )
 
@@ -54,6 +55,8 @@ def test_draws_are_uniform():
         (SamplingSettings(top_k=2), [0.625, 0.375, 0, 0, 0]),
         (SamplingSettings(top_p=0.7), [0.625, 0.375, 0, 0, 0]),
         (SamplingSettings(top_p=0.95, top_k=2), [0.625, 0.375, 0, 0, 0]),
+        # Top-p over the top-k renormalized: 0.889 of the top 3 lies before the third token.
+        (SamplingSettings(top_p=0.8, top_k=3), [0.625, 0.375, 0, 0, 0]),
         (SamplingSettings(temperature=0.5), PROBABILITIES**2 / (PROBABILITIES**2).sum()),
         (SamplingSettings(greedy=True), [1, 0, 0, 0, 0]),
     ],
@@ -69,3 +72,46 @@ def test_settings_are_checked():
         SamplingSettings(top_p=1.5)
     with pytest.raises(ValueError, match="top_k"):
         SamplingSettings(top_k=-1)
+
+
+def kept_tokens(logits: np.ndarray, settings: SamplingSettings) -> np.ndarray:
+    """The tokens a row can draw: those that some draw in [0, 1) picks."""
+    rows, vocabulary = logits.shape
+    grid = np.linspace(0, 1, 4001, endpoint=False, dtype="float32")
+    kept = np.zeros((rows, vocabulary), bool)
+    for draw in grid[:: len(grid) // 400]:
+        tokens = choose_tokens(tf.constant(logits), tf.fill([rows], draw), settings)
+        kept[np.arange(rows), np.asarray(tokens)] = True
+    return kept
+
+
+@pytest.mark.parametrize("top_k, top_p", [(0, 0.5), (5, 1.0), (8, 0.7), (3, 0.95)])
+def test_the_kept_tokens_are_those_of_transformers_logits_processors(top_k, top_p):
+    import torch
+    from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
+
+    logits = np.random.default_rng(top_k).normal(scale=2.0, size=(6, 40)).astype("float32")
+    scores = torch.from_numpy(logits.copy())
+    if top_k:
+        scores = TopKLogitsWarper(top_k)(None, scores)
+    if top_p < 1:
+        scores = TopPLogitsWarper(top_p)(None, scores)
+    expected = np.isfinite(scores.numpy())
+    settings = SamplingSettings(top_k=top_k, top_p=top_p)
+    # Every token drawn is one transformers keeps, and the most likely ones are all drawn.
+    kept = kept_tokens(logits, settings)
+    assert not (kept & ~expected).any()
+    probabilities = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    likely = expected & (probabilities > 0.01)
+    assert (kept | ~likely).all()
+
+
+def test_settings_given_as_tensors_choose_what_numbers_do():
+    logits = tf.constant(np.random.default_rng(0).normal(size=(64, 50)).astype("float32"))
+    draws = tf.constant(draws_for(64))
+    for temperature, top_k, top_p in [(1.0, 0, 1.0), (0.7, 5, 1.0), (1.3, 0, 0.6), (1.0, 4, 0.9)]:
+        numbers = sample_tokens(logits, draws, temperature, top_k, top_p)
+        tensors = tf.function(sample_tokens, jit_compile=True)(
+            logits, draws, tf.constant(temperature), tf.constant(top_k), tf.constant(top_p)
+        )
+        np.testing.assert_array_equal(np.asarray(numbers), np.asarray(tensors))

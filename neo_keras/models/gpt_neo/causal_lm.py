@@ -7,6 +7,7 @@ import keras_hub
 from keras import ops
 
 from neo_keras import file_io
+from neo_keras.generation import decode, token_choice
 from neo_keras.models.gpt_neo import hf_convert, presets
 from neo_keras.models.gpt_neo.backbone import GPTNeoBackbone
 from neo_keras.models.gpt_neo.preprocessor import GPTNeoCausalLMPreprocessor
@@ -182,8 +183,9 @@ class GPTNeoCausalLM(PresetLoading, keras_hub.models.CausalLM):
             for _ in range(backbone.num_layers)
         )
 
-    def _build_cache(self, token_ids):
-        """An empty cache for `token_ids` `[B, max_length]`, seeded by one pass over them."""
+    def prefill(self, token_ids):
+        """An empty cache for `token_ids` `[B, max_length]`, seeded by one pass over them;
+        `(hidden_states, cache)`."""
         cache = self.empty_cache(ops.shape(token_ids)[0], ops.shape(token_ids)[1])
         _, hidden_states, cache = self.call_with_cache(token_ids, cache, 0)
         return hidden_states, cache
@@ -191,52 +193,55 @@ class GPTNeoCausalLM(PresetLoading, keras_hub.models.CausalLM):
     def generate_step(self, inputs, stop_token_ids=None):
         """One compiled generation call for a batch of right-padded prompts.
 
-        Each row keeps its prompt tokens and samples from the first padded position on;
-        rows stop independently at any of `stop_token_ids`. Positions after a row's stop
-        token are marked False in the returned `padding_mask`.
+        Each row keeps its prompt tokens and decodes from its first padded position on
+        (`neo_keras.generation.decode`), choosing tokens as the compiled sampler says
+        (`sampling_settings`); rows stop independently at any of `stop_token_ids`. Positions
+        after a row's stop token are marked False in the returned `padding_mask`.
         """
-        token_ids, padding_mask = inputs["token_ids"], inputs["padding_mask"]
-        padding_mask = ops.cast(padding_mask, "bool")
-        if stop_token_ids is not None:
-            # The sampler treats a stop token anywhere after the prompt as already generated,
-            # and GPT-Neo pads with its end token: give the slots to fill a neutral id.
-            filler = min(set(range(len(stop_token_ids) + 1)) - set(stop_token_ids))
-            token_ids = ops.where(padding_mask, token_ids, filler)
-        hidden_states, cache = self._build_cache(token_ids)
-        # Generation starts at the shortest prompt; longer prompts keep their own tokens.
-        index = ops.min(ops.sum(ops.cast(padding_mask, "int32"), axis=-1))
+        token_ids, prompt_mask = inputs["token_ids"], ops.cast(inputs["padding_mask"], "bool")
+        stop_token_ids = tuple(stop_token_ids or ())
+        settings = sampling_settings(self.sampler)
+        prompt_lengths = decode.prompt_lengths_of(prompt_mask)
+        rows, length = ops.shape(token_ids)[0], ops.shape(token_ids)[1]
+        # Row r draws from the generator keyed by (the sampler's seed, r).
+        keys = ops.cast(ops.stack([ops.full([rows], settings.seed), ops.arange(rows)], 1), "uint32")
 
-        def next_token_logits(prompt, cache, index):
-            # Position `index - 1` holds the token sampled last (or a prompt token): run it
-            # through the model to extend the cache and get the next distribution.
-            batch_size = ops.shape(prompt)[0]
-            last_token = ops.slice(prompt, [0, index - 1], [batch_size, 1])
-            logits, hidden_states, cache = self.call_with_cache(last_token, cache, index - 1)
-            return ops.squeeze(logits, axis=1), ops.squeeze(hidden_states, axis=1), cache
+        def choose(logits, index):
+            draws = token_choice.uniform_draws(keys, index - prompt_lengths)
+            return token_choice.choose_tokens(logits, draws, settings)
 
-        token_ids = self.sampler(
-            next=next_token_logits,
-            prompt=token_ids,
-            cache=cache,
-            index=index,
-            mask=padding_mask,
+        _, cache = self.prefill(token_ids)
+        row_ends = ops.full([rows], length, "int32")
+        token_ids, _, _, _ = decode.decode_steps(
+            self,
+            token_ids,
+            cache,
+            ops.min(prompt_lengths),
+            prompt_mask,
+            row_ends,
+            ops.zeros([rows], "bool"),
+            choose,
             stop_token_ids=stop_token_ids,
-            hidden_states=hidden_states,
-            model=self,
+            pad_token_id=self.preprocessor.tokenizer.pad_token_id if self.preprocessor else 0,
         )
-        return {
-            "token_ids": token_ids,
-            "padding_mask": generated_padding_mask(token_ids, padding_mask, stop_token_ids),
-        }
+        kept = decode.kept_positions(token_ids, prompt_mask, row_ends, stop_token_ids)
+        return {"token_ids": token_ids, "padding_mask": kept}
 
 
-def generated_padding_mask(token_ids, prompt_mask, stop_token_ids):
-    """True on the prompt and on generated tokens up to and including the first stop token."""
-    if stop_token_ids is None:
-        return ops.ones_like(token_ids, dtype="bool")
-    is_stop = ops.zeros_like(token_ids, dtype="bool")
-    for stop_id in stop_token_ids:
-        is_stop = ops.logical_or(is_stop, ops.equal(token_ids, stop_id))
-    is_stop = ops.cast(ops.logical_and(is_stop, ops.logical_not(prompt_mask)), "int32")
-    stops_before = ops.cumsum(is_stop, axis=-1) - is_stop
-    return ops.equal(stops_before, 0)
+def sampling_settings(sampler: keras_hub.samplers.Sampler) -> token_choice.SamplingSettings:
+    """The token choice of a keras-hub sampler (greedy, random, top-k or top-p), with its
+    temperature, k, p and seed; the others (beam, contrastive) are refused."""
+    name = type(sampler).__name__
+    common = {"temperature": sampler.temperature, "seed": getattr(sampler, "seed", None) or 0}
+    if isinstance(sampler, keras_hub.samplers.GreedySampler):
+        return token_choice.SamplingSettings(greedy=True)
+    if isinstance(sampler, keras_hub.samplers.TopPSampler):
+        return token_choice.SamplingSettings(top_p=sampler.p, top_k=sampler.k or 0, **common)
+    if isinstance(sampler, keras_hub.samplers.TopKSampler):
+        return token_choice.SamplingSettings(top_k=sampler.k, **common)
+    if isinstance(sampler, keras_hub.samplers.RandomSampler):
+        return token_choice.SamplingSettings(**common)
+    raise ValueError(
+        f"GPTNeoCausalLM decodes with the greedy, random, top_k and top_p samplers, not "
+        f"{name}; compile(sampler=...) with one of those."
+    )
