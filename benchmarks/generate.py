@@ -7,10 +7,18 @@ of `--batch_size` rows. `transformers` runs with its key/value cache, left-padde
 `num_return_sequences`, in eager PyTorch as its users run it. Prints generated tokens per second
 for each, their ratio, and the XLA compile time (paid once per shape bucket) separately.
 
+It also measures this machine's limit for one decode step, in the same run: the step must read
+every weight once and the filled part of the key/value cache (bytes over the bandwidth of an
+XLA reduction over 1 GiB, measured here), and do two FLOPs per parameter per row (over the rate
+of an XLA float32 matmul, measured here); the larger of the two is the limit, and the fraction
+of it the generator reaches is printed beside the ratio to `transformers`.
+
 The prompts are tokenized with a byte-level BPE trained here on the HumanEval prompts (no
 download); pass --tokenizer DIR (vocab.json + merges.txt, e.g. GPT-2's) to use another.
 
     python benchmarks/generate.py                      # 4 problems x 10 samples x 128 tokens
+    python benchmarks/generate.py --problems 4 --num_samples 8 --batch_size 32   # batch 32
+    python benchmarks/generate.py --size gpt_neo_1.3b --batch_size 32 --num_samples 8
     python benchmarks/generate.py --problems 164 --dtype bfloat16      # on an accelerator
 """
 
@@ -38,6 +46,7 @@ from neo_keras.evaluation.humaneval import load_problems  # noqa: E402
 from neo_keras.evaluation.sampling import CompletionGenerator  # noqa: E402
 from neo_keras.generation.token_choice import SamplingSettings  # noqa: E402
 from neo_keras.models.gpt_neo import presets  # noqa: E402
+from neo_keras.training.callbacks import measured_peak_flops  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -70,7 +79,34 @@ def write_tokenizer(directory: str, prompts: list[str], source: str | None) -> N
     tokenizer.save_model(directory)
 
 
-def time_ours(model, args, prompts, jit_compile: bool) -> tuple[float, dict]:
+def measured_bandwidth() -> float:
+    """Bytes a second that an XLA reduction reads from a 1 GiB float32 array."""
+    values = tf.random.uniform([256 * 1024 * 1024])
+    total = tf.function(tf.reduce_sum, jit_compile=True)
+    total(values).numpy()
+    repeats, started = 5, time.perf_counter()
+    for _ in range(repeats):
+        total(values).numpy()
+    return 4 * int(values.shape[0]) * repeats / (time.perf_counter() - started)
+
+
+def step_limit(model, rows: int, filled: float, bandwidth: float, flops: float) -> dict:
+    """The shortest a decode step of `rows` rows can take with `filled` positions cached."""
+    backbone = model.backbone
+    parameters = backbone.count_params()
+    weight_bytes = parameters * tf.as_dtype(model.compute_dtype).size
+    cache_bytes = 2 * backbone.num_layers * rows * filled * backbone.hidden_dim * 4
+    memory = (weight_bytes + cache_bytes) / bandwidth
+    compute = 2 * parameters * rows / flops
+    return {
+        "seconds": max(memory, compute),
+        "memory_seconds": memory,
+        "compute_seconds": compute,
+        "bytes": weight_bytes + cache_bytes,
+    }
+
+
+def time_ours(model, args, prompts, jit_compile: bool) -> tuple[float, dict, float]:
     settings = SamplingSettings(temperature=args.temperature, top_p=args.top_p, seed=0)
     generator = CompletionGenerator(
         model,
@@ -83,7 +119,9 @@ def time_ours(model, args, prompts, jit_compile: bool) -> tuple[float, dict]:
     completions = generator.generate(prompts, args.num_samples)
     stats = generator.stats
     assert all(c.num_tokens == args.max_new_tokens for row in completions for c in row)
-    return stats.tokens_per_second, stats.compile_seconds
+    # Each batch decodes max_new_tokens steps (plus the spread of its sorted prompts' lengths).
+    step_seconds = stats.generate_seconds / (stats.batches * args.max_new_tokens)
+    return stats.tokens_per_second, stats.compile_seconds, step_seconds
 
 
 def time_reference(model, tokenizer, args, prompts) -> float:
@@ -150,7 +188,8 @@ def main() -> None:
         f"TF {tf.__version__} ({len(tf.config.list_physical_devices('GPU'))} GPU), "
         f"torch {torch.__version__} on {device}"
     )
-    ours_tps, compile_seconds = time_ours(ours, args, prompts, jit_compile=True)
+    bandwidth, matmul = measured_bandwidth(), measured_peak_flops("float32")
+    ours_tps, compile_seconds, step_seconds = time_ours(ours, args, prompts, jit_compile=True)
     rows = [("neo-keras, XLA", ours_tps)]
     if args.no_xla_too:
         rows.append(("neo-keras, no XLA", time_ours(ours, args, prompts, jit_compile=False)[0]))
@@ -161,6 +200,18 @@ def main() -> None:
         print(f"{name:26}{tps:10.1f}{tps / reference_tps:16.2f}x")
     compile_text = ", ".join(f"{shape}: {s:.1f} s" for shape, s in compile_seconds.items())
     print(f"XLA compile, once per shape bucket (batch x length): {compile_text}")
+    filled = sum(lengths) / len(lengths) + args.max_new_tokens / 2
+    limit = step_limit(ours, args.batch_size, filled, bandwidth, matmul)
+    print(
+        f"Machine, measured here: {bandwidth / 1e9:.1f} GB/s read, {matmul / 1e9:.0f} GFLOP/s "
+        f"float32 matmul. A step of {args.batch_size} rows with {filled:.0f} positions cached "
+        f"reads {limit['bytes'] / 1e6:.0f} MB ({1e3 * limit['memory_seconds']:.1f} ms) and "
+        f"computes {1e3 * limit['compute_seconds']:.1f} ms: limit {1e3 * limit['seconds']:.1f} ms."
+    )
+    print(
+        f"neo-keras decode step: {1e3 * step_seconds:.1f} ms, "
+        f"{limit['seconds'] / step_seconds:.0%} of the limit."
+    )
 
 
 if __name__ == "__main__":
