@@ -142,9 +142,9 @@ class GPTNeoAttention(keras.layers.Layer):
         """Attends over `hidden_states` `[B, T, hidden]`.
 
         Without `cache`, the whole sequence attends to itself (`padding_mask` `[B, T]` hides
-        padded keys). With `cache`, this layer's `(keys, values)`, each `[B, max_length, heads,
-        head_dim]`, the new keys and values are written at `cache_update_index` and the queries
-        attend over the cache; returns `(output, updated_cache)` in that case.
+        padded keys). With `cache`, this layer's `(keys, values)`, each `[B, heads,
+        max_length, head_dim]`, the new keys and values are written at `cache_update_index`
+        and the queries attend over the cache; returns `(output, updated_cache)` in that case.
         """
         query = self._split_heads(self.query_dense(hidden_states))
         key = self._split_heads(self.key_dense(hidden_states))
@@ -154,14 +154,20 @@ class GPTNeoAttention(keras.layers.Layer):
         if cache is None:
             query_positions = ops.arange(query_length)
             key_positions = query_positions
+            # Keys and values by position: [B, T, heads, head_dim].
+            equations = "bqhd,bkhd->bhqk", "bhqk,bkhd->bqhd"
         else:
-            start = [0, cache_update_index, 0, 0]
-            key = ops.slice_update(cache[0], start, key)
-            value = ops.slice_update(cache[1], start, value)
+            # The cache holds keys and values by head, [B, heads, max_length, head_dim], the
+            # layout the score and context products read as it is: by position, XLA copied
+            # (transposed) the whole cache of every layer at every decoding step.
+            start = [0, 0, cache_update_index, 0]
+            key = ops.slice_update(cache[0], start, ops.transpose(key, (0, 2, 1, 3)))
+            value = ops.slice_update(cache[1], start, ops.transpose(value, (0, 2, 1, 3)))
             cache = (key, value)
             query_positions = ops.arange(query_length) + cache_update_index
-            key_positions = ops.arange(ops.shape(key)[1])
+            key_positions = ops.arange(ops.shape(key)[2])
             padding_mask = None  # Right padding: the queries never reach unwritten slots.
+            equations = "bqhd,bhkd->bhqk", "bhqk,bhkd->bqhd"
 
         if cache is None and self._banded(query_length):
             context = self._banded_local_context(query, key, value, padding_mask)
@@ -169,9 +175,7 @@ class GPTNeoAttention(keras.layers.Layer):
             mask = attention_mask(
                 query_positions, key_positions, self.attention_type, self.window_size, padding_mask
             )
-            context = self._context(
-                query, key, value, ops.expand_dims(mask, 1), "bqhd,bkhd->bhqk", "bhqk,bkhd->bqhd"
-            )
+            context = self._context(query, key, value, ops.expand_dims(mask, 1), *equations)
         context = ops.reshape(context, ops.shape(hidden_states))
         output = self.output_dense(context)
         return output if cache is None else (output, cache)

@@ -169,15 +169,15 @@ class GPTNeoCausalLM(PresetLoading, keras_hub.models.CausalLM):
         return ops.cast(logits, "float32"), hidden_states, tuple(updated)
 
     def empty_cache(self, batch_size, max_length) -> tuple:
-        """A zero key/value cache: per layer, `(keys, values)`, each `[batch_size, max_length,
-        num_heads, head_dim]`.
+        """A zero key/value cache: per layer, `(keys, values)`, each `[batch_size, num_heads,
+        max_length, head_dim]` (the layout attention reads without a copy).
 
         Kept per layer and apart, so that a decoding step writes its position in place. One
         stacked `[B, layers, 2, ...]` tensor is rebuilt whole at every step: on a CPU that
         doubled the step's time (248 against 123 ms at the 125M shape, 20 rows x 192 positions).
         """
         backbone = self.backbone
-        shape = [batch_size, max_length, backbone.num_heads, backbone.head_dim]
+        shape = [batch_size, backbone.num_heads, max_length, backbone.head_dim]
         return tuple(
             (ops.zeros(shape, dtype=self.compute_dtype), ops.zeros(shape, dtype=self.compute_dtype))
             for _ in range(backbone.num_layers)
