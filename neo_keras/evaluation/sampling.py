@@ -79,12 +79,15 @@ class GenerationStats:
         generate_seconds: wall time of generation, compilation excluded.
         generated_tokens: tokens generated over all completions (`Completion.num_tokens`).
         batches: batches run.
+        decode_steps: decoding steps run (each extends every row of a batch by a position;
+            the replicas' steps run side by side and count once).
     """
 
     compile_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
     generate_seconds: float = 0.0
     generated_tokens: int = 0
     batches: int = 0
+    decode_steps: int = 0
 
     @property
     def tokens_per_second(self) -> float:
@@ -97,6 +100,8 @@ class GenerationStats:
             "generated_tokens": self.generated_tokens,
             "tokens_per_second": round(self.tokens_per_second, 2),
             "batches": self.batches,
+            "decode_steps": self.decode_steps,
+            "seconds_per_step": round(self.generate_seconds / max(self.decode_steps, 1), 4),
         }
 
 
@@ -464,11 +469,11 @@ class CompletionGenerator:
         self._compile_for(packed, inputs)
         started = time.perf_counter()
         cache = self._prefill_all(*inputs["prefill"])
-        index = self._per_replica(
-            [np.int32(b.prompt_lengths[: max(len(b.rows), 1)].min()) for b in packed]
-        )
+        starts = [np.int32(b.prompt_lengths[: max(len(b.rows), 1)].min()) for b in packed]
+        index = self._per_replica(starts)
         finished = [b.finished.copy() for b in packed]
         completions = [[None] * len(b.rows) for b in packed]
+        positions = starts
         # Every row finishes by its last position at the latest, which lies inside the batch.
         while not all(f.all() for f in finished):
             token_ids, cache, index, in_graph_finished = self._decode_all(
@@ -482,6 +487,8 @@ class CompletionGenerator:
                     batch, ids[b], int(positions[b]), finished[b], completions[b], stop_sequences
                 )
         self.stats.generate_seconds += time.perf_counter() - started
+        # The replicas decode side by side: the group takes as many steps as its longest batch.
+        self.stats.decode_steps += max(int(positions[b]) - starts[b] for b in range(len(packed)))
         return completions
 
     def _retire_rows(

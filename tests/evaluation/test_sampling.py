@@ -186,3 +186,13 @@ def test_bad_generator_arguments(model):
         make_generator(model, max_new_tokens=MAX_POSITIONS)
     with pytest.raises(ValueError, match="batch_size"):
         make_generator(model, batch_size=0)
+
+
+def test_decode_steps_are_counted_from_the_shortest_prompt_to_the_last_row_end(model):
+    generator = make_generator(model, stop_token_ids=())
+    lengths = [len(generator._encode(prompt)) for prompt in PROMPTS]
+    generator.generate(PROMPTS)  # one batch of the four prompts
+    assert generator.stats.decode_steps == max(lengths) + NEW_TOKENS - min(lengths)
+    stats = generator.stats.as_dict()
+    per_step = stats["generate_seconds"] / stats["decode_steps"]
+    assert stats["seconds_per_step"] == pytest.approx(per_step, abs=1e-3)
