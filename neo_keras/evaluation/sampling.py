@@ -488,7 +488,7 @@ class CompletionGenerator:
                 )
         self.stats.generate_seconds += time.perf_counter() - started
         # The replicas decode side by side: the group takes as many steps as its longest batch.
-        self.stats.decode_steps += max(int(positions[b]) - starts[b] for b in range(len(packed)))
+        self.stats.decode_steps += max(int(positions[b] - starts[b]) for b in range(len(packed)))
         return completions
 
     def _retire_rows(
