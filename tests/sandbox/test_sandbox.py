@@ -249,3 +249,12 @@ def test_a_sample_inherits_the_standard_library_and_no_evaluator_module(sandbox)
     assert outcome.passed, outcome.detail
     # The packages above the sandbox, and nothing else of the evaluator's.
     assert outcome.stdout.split() == [b"neo_keras", b"neo_keras.evaluation", b"neo_keras.lazy"]
+
+
+def test_the_evaluators_source_tree_is_out_of_view(sandbox):
+    import neo_keras
+
+    package = os.path.dirname(os.path.abspath(neo_keras.__file__))
+    probe = f"import os\nassert not os.path.exists({package!r}), os.listdir({package!r})\n"
+    outcome = sandbox.run(Job(probe))
+    assert outcome.passed, outcome.detail

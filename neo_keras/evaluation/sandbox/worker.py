@@ -158,9 +158,18 @@ def _serve(runner: sample.SampleRunner, control_in: int, control_out: int) -> No
         protocol.send(control_out, reply)
 
 
+def _forget_source_root() -> None:
+    """Drops the path this package was imported from (pool.py's PYTHONPATH) from the module
+    path: the samples' view holds the interpreter's path, and must not hold the evaluator's
+    source tree. Everything of this package the worker needs is imported by now."""
+    source_root = os.environ.pop("PYTHONPATH", None)
+    sys.path[:] = [entry for entry in sys.path if entry != source_root]
+
+
 def main(config_json: str) -> None:
     """Entry point of the worker process; `config_json` comes from pool.Sandbox."""
     config = json.loads(config_json)
+    _forget_source_root()
     control_in, control_out = _take_control_pipes()
     # Inherited by the template and every sample: under memory pressure the kernel kills
     # them before the evaluator (a killed worker is replaced, its sample reported crashed).
