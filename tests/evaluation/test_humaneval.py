@@ -137,3 +137,29 @@ def test_bad_samples_files_are_named(tmp_path):
     with pytest.raises(ValueError, match="HumanEval/999"):
         run_evaluate(f"--samples_file={unknown}", f"--output_dir={tmp_path / 'out'}")
     assert not (tmp_path / "out" / "results.jsonl").exists()
+
+
+def test_judging_holds_no_samples_output_beyond_the_ones_running():
+    """100 samples printing just under the output cap: the evaluator holds a few at a time."""
+    import tracemalloc
+
+    from neo_keras.evaluation.humaneval import HumanEval
+    from neo_keras.evaluation.sandbox import Limits, Sandbox
+    from neo_keras.evaluation.scoring import Sample, Scorer
+
+    cap = 1 << 20
+    problem = load_problems()[0]
+    loud = f"    print('x' * {cap - 64}, flush=True)\n    return False\n"
+    samples = [Sample(problem.task_id, loud, index) for index in range(100)]
+    with Sandbox(limits=Limits(timeout_s=10.0, max_output_bytes=cap), workers=2) as sandbox:
+        tracemalloc.start()
+        try:
+            with Scorer(HumanEval([problem]), sandbox) as scorer:
+                futures = scorer.submit(samples)
+                scorer.wait()
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert not any(future.result().passed for future in futures)
+    # Two workers' outputs at a time, and a margin: not the 100 MiB of all outputs.
+    assert peak < 16 * cap, peak
