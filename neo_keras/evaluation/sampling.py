@@ -32,12 +32,7 @@ from tqdm.auto import tqdm
 
 from neo_keras.evaluation.stop_sequences import cut_at_stop, find_stop
 from neo_keras.generation.decode import decode_steps
-from neo_keras.generation.token_choice import (
-    SamplingSettings,
-    choose_tokens,
-    row_keys,
-    uniform_draws,
-)
+from neo_keras.generation.token_choice import SamplingSettings, row_chooser, row_keys
 
 STOP_SEQUENCE = "stop_sequence"
 STOP_TOKEN = "stop_token"
@@ -269,10 +264,6 @@ class CompletionGenerator:
     def _decode_steps(self, token_ids, cache, index, prompt_mask, prompt_lengths, keys, finished):
         """Up to `chunk_size` steps from position `index`; stops early once all rows finished."""
 
-        def choose(logits, index):
-            draws = uniform_draws(keys, index - prompt_lengths)
-            return choose_tokens(logits, draws, self.settings)
-
         return decode_steps(
             self.model,
             token_ids,
@@ -281,7 +272,7 @@ class CompletionGenerator:
             prompt_mask,
             prompt_lengths + self.max_new_tokens,
             finished,
-            choose,
+            row_chooser(self.settings, keys, prompt_lengths),
             stop_token_ids=self.stop_token_ids,
             pad_token_id=self.pad_token_id,
             max_steps=self.chunk_size,

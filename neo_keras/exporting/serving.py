@@ -67,8 +67,7 @@ def generate_tokens(
     prompt_lengths = tf.maximum(decode.prompt_lengths_of(padding_mask > 0), 1)
     prompt_mask = positions < prompt_lengths[:, tf.newaxis]
     row_ends = tf.minimum(prompt_lengths + tf.maximum(max_new_tokens, 0), max_length)
-    rows = tf.shape(token_ids)[0]
-    keys = tf.cast(tf.stack([tf.fill([rows], seed), tf.range(rows)], 1), tf.uint32)
+    keys = token_choice.seeded_row_keys(seed, tf.shape(token_ids)[0])
 
     def choose(logits, index):
         greedy = tf.argmax(logits, axis=-1, output_type=tf.int32)
@@ -77,7 +76,7 @@ def generate_tokens(
         sampled = token_choice.sample_tokens(logits, draws, warmed, top_k, top_p)
         return tf.where(temperature > 0.0, sampled, greedy)
 
-    _, cache = model.prefill(token_ids)
+    cache = model.prefill(token_ids)
     start = tf.reduce_min(prompt_lengths)
     token_ids, _, _, _ = decode.decode_steps(
         model,

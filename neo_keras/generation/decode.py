@@ -60,10 +60,7 @@ def decode_steps(
         in_prompt = prompt_mask[:, index]
         next_token = ops.where(in_prompt, token_ids[:, index], chosen)
         token_ids = ops.slice_update(token_ids, [0, index], next_token[:, None])
-        stopped = ops.zeros_like(finished)
-        for stop_id in stop_token_ids:
-            stopped = ops.logical_or(stopped, ops.equal(next_token, stop_id))
-        stopped = ops.logical_and(stopped, ops.logical_not(in_prompt))
+        stopped = ops.logical_and(is_stop(next_token, stop_token_ids), ops.logical_not(in_prompt))
         full = ops.greater_equal(index + 1, row_ends)
         finished = ops.logical_or(finished, ops.logical_or(stopped, full))
         return token_ids, cache, index + 1, finished
@@ -84,10 +81,18 @@ def prompt_lengths_of(prompt_mask):
 def kept_positions(token_ids, prompt_mask, row_ends, stop_token_ids: Sequence[int]):
     """True on each row's prompt and its generated tokens, up to and including the first stop
     token and before the row's end: the `padding_mask` of what was generated."""
-    is_stop = ops.zeros_like(token_ids, dtype="bool")
-    for stop_id in stop_token_ids:
-        is_stop = ops.logical_or(is_stop, ops.equal(token_ids, stop_id))
-    is_stop = ops.cast(ops.logical_and(is_stop, ops.logical_not(prompt_mask)), "int32")
-    stops_before = ops.cumsum(is_stop, axis=-1) - is_stop
+    generated_stop = ops.logical_and(
+        is_stop(token_ids, stop_token_ids), ops.logical_not(prompt_mask)
+    )
+    generated_stop = ops.cast(generated_stop, "int32")
+    stops_before = ops.cumsum(generated_stop, axis=-1) - generated_stop
     positions = ops.arange(ops.shape(token_ids)[1])[None, :]
     return ops.logical_and(ops.equal(stops_before, 0), positions < row_ends[:, None])
+
+
+def is_stop(token_ids, stop_token_ids: Sequence[int]):
+    """True where `token_ids` holds any of `stop_token_ids`."""
+    found = ops.zeros_like(token_ids, dtype="bool")
+    for stop_id in stop_token_ids:
+        found = ops.logical_or(found, ops.equal(token_ids, stop_id))
+    return found

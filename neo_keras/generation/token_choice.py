@@ -81,6 +81,12 @@ def _mix(x: tf.Tensor) -> tf.Tensor:
     return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 16))
 
 
+def seeded_row_keys(seed, rows) -> tf.Tensor:
+    """Keys `[rows, 2]` uint32 of rows known only by their place in a batch: row r is keyed by
+    (`seed`, r). For callers without task ids (`GPTNeoCausalLM.generate`, the SavedModel)."""
+    return tf.cast(tf.stack([tf.fill([rows], seed), tf.range(rows)], axis=1), tf.uint32)
+
+
 def uniform_draws(keys: tf.Tensor, steps: tf.Tensor) -> tf.Tensor:
     """Each row's draw in [0, 1) for its `steps`-th new token: `[rows]` float32.
 
@@ -105,6 +111,16 @@ def choose_tokens(logits: tf.Tensor, draws: tf.Tensor, settings: SamplingSetting
     if settings.greedy:
         return tf.argmax(logits, axis=-1, output_type=tf.int32)
     return sample_tokens(logits, draws, settings.temperature, settings.top_k, settings.top_p)
+
+
+def row_chooser(settings: SamplingSettings, keys: tf.Tensor, prompt_lengths: tf.Tensor):
+    """The token choice of the decode loop (`decode.decode_steps`' `choose`): row r's token at
+    position `index` uses its draw for its `index - prompt_lengths[r]`-th new token."""
+
+    def choose(logits: tf.Tensor, index) -> tf.Tensor:
+        return choose_tokens(logits, uniform_draws(keys, index - prompt_lengths), settings)
+
+    return choose
 
 
 def sample_tokens(logits: tf.Tensor, draws: tf.Tensor, temperature, top_k, top_p) -> tf.Tensor:

@@ -256,7 +256,7 @@ class PresetCheckpoints(keras.callbacks.Callback):
         self.run = run
         self.causal_lm = causal_lm
         self.best_loss = math.inf
-        if tf.io.gfile.exists(run.best_record):
+        if file_io.exists(run.best_record):
             self.best_loss = json.loads(file_io.read_text(run.best_record))["val_loss"]
 
     def on_epoch_end(self, epoch, logs=None):

@@ -69,7 +69,7 @@ class StepProgress(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         step = optimizer_step(self.model)
         self._began = (time.monotonic(), step)
-        if not self.verbose or not self._interactive:
+        if not self._interactive:
             return
         self._bar = tqdm(
             total=self.steps, initial=step, unit="step", file=self.stream, dynamic_ncols=True

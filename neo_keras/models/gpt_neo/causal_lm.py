@@ -183,12 +183,10 @@ class GPTNeoCausalLM(PresetLoading, keras_hub.models.CausalLM):
             for _ in range(backbone.num_layers)
         )
 
-    def prefill(self, token_ids):
-        """An empty cache for `token_ids` `[B, max_length]`, seeded by one pass over them;
-        `(hidden_states, cache)`."""
+    def prefill(self, token_ids) -> tuple:
+        """The key/value cache of `token_ids` `[B, max_length]`, filled by one pass over them."""
         cache = self.empty_cache(ops.shape(token_ids)[0], ops.shape(token_ids)[1])
-        _, hidden_states, cache = self.call_with_cache(token_ids, cache, 0)
-        return hidden_states, cache
+        return self.call_with_cache(token_ids, cache, 0)[2]
 
     def generate_step(self, inputs, stop_token_ids=None):
         """One compiled generation call for a batch of right-padded prompts.
@@ -203,14 +201,8 @@ class GPTNeoCausalLM(PresetLoading, keras_hub.models.CausalLM):
         settings = sampling_settings(self.sampler)
         prompt_lengths = decode.prompt_lengths_of(prompt_mask)
         rows, length = ops.shape(token_ids)[0], ops.shape(token_ids)[1]
-        # Row r draws from the generator keyed by (the sampler's seed, r).
-        keys = ops.cast(ops.stack([ops.full([rows], settings.seed), ops.arange(rows)], 1), "uint32")
-
-        def choose(logits, index):
-            draws = token_choice.uniform_draws(keys, index - prompt_lengths)
-            return token_choice.choose_tokens(logits, draws, settings)
-
-        _, cache = self.prefill(token_ids)
+        keys = token_choice.seeded_row_keys(settings.seed, rows)
+        cache = self.prefill(token_ids)
         row_ends = ops.full([rows], length, "int32")
         token_ids, _, _, _ = decode.decode_steps(
             self,
@@ -220,7 +212,7 @@ class GPTNeoCausalLM(PresetLoading, keras_hub.models.CausalLM):
             prompt_mask,
             row_ends,
             ops.zeros([rows], "bool"),
-            choose,
+            token_choice.row_chooser(settings, keys, prompt_lengths),
             stop_token_ids=stop_token_ids,
             pad_token_id=self.preprocessor.tokenizer.pad_token_id if self.preprocessor else 0,
         )
