@@ -144,6 +144,14 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_float(
         "timeout", 3.0, "Wall-time limit in seconds of one program (one APPS test).", **on
     )
+    flags.DEFINE_float(
+        "samples_memory_gb",
+        None,
+        "Memory in GiB that all running programs may hold together (where memory cgroups "
+        "are available); 3/4 of what the machine can spare at the start when unset.",
+        lower_bound=0.001,
+        **on,
+    )
     flags.DEFINE_bool(
         "require_isolation", False, "Refuse to run code without the sandbox's isolation.", **on
     )
@@ -379,6 +387,9 @@ def run(config: flags.FlagValues) -> dict:
         limits=Limits(timeout_s=config.timeout),
         workers=config.workers,
         require_isolation=config.require_isolation,
+        samples_memory_bytes=(
+            None if config.samples_memory_gb is None else int(config.samples_memory_gb * 2**30)
+        ),
     ) as sandbox:
         logging.info("Isolation of the samples: %s", sandbox.isolation)
         timing = evaluator.evaluate(

@@ -8,12 +8,20 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import time
 import warnings
 
 import pytest
 
-from neo_keras.evaluation.sandbox import IsolationUnavailableError, Job, Limits, Sandbox, pool
+from neo_keras.evaluation.sandbox import (
+    IsolationUnavailableError,
+    Job,
+    Limits,
+    Sandbox,
+    kernel,
+    pool,
+)
 from tests.sandbox.processes import processes_of
 
 LIMITS = Limits(timeout_s=1.0, max_processes=16)
@@ -78,6 +86,63 @@ def test_limits_only_verdicts(limits_only):
     ]
     outcomes = limits_only.run_many([Job(p) for p in programs], progress=False)
     assert [o.status for o in outcomes] == ["failed", "crashed", "timeout", "memory_limit"]
+
+
+LEAVE_BEHIND = """
+import os
+written = []
+for path in ["/tmp/{name}", "/proc/self/cwd/../{name}", "/var/tmp/{name}", "/dev/shm/{name}"]:
+    try:
+        with open(path, "w") as f:
+            f.write("x")
+        written.append(path)
+    except OSError:
+        pass
+with open("mine", "w") as f:  # its own directory stays writable
+    f.write("x")
+print(written)
+"""
+
+
+def test_limits_only_writes_only_to_its_own_directory(limits_only):
+    """Without namespaces the sample sees the host's /tmp; Landlock keeps it from writing
+    there (through /proc/self/cwd/.. too), where the next sample would find what it left."""
+    name = f"neo-keras-left-behind-{os.getpid()}"
+    outcome = limits_only.run(Job(LEAVE_BEHIND.format(name=name)))
+    try:
+        assert (outcome.status, outcome.stdout) == ("passed", b"[]\n"), outcome.stderr_tail
+        assert "landlock: writes only to its private directories" in limits_only.isolation
+    finally:
+        for directory in ("/tmp", "/var/tmp", "/dev/shm"):
+            if os.path.exists(os.path.join(directory, name)):
+                os.remove(os.path.join(directory, name))
+
+
+def test_a_walled_off_process_signals_only_processes_it_started(tmp_path):
+    """What keeps a sample running as the evaluator's own uid (no namespaces, no root) from
+    signalling the evaluator."""
+    if not kernel.landlock_scopes_signals(kernel.landlock_abi()):
+        pytest.skip("this kernel's Landlock does not scope signals (ABI 6, Linux 6.12)")
+    evaluator = os.getpid()
+    child = os.fork()
+    if child == 0:
+        code = 1
+        try:
+            kernel.set_no_new_privileges()
+            kernel.wall_off([str(tmp_path)], [])
+            own = os.fork()
+            if own == 0:
+                time.sleep(30)
+                os._exit(0)
+            os.kill(own, signal.SIGKILL)  # its own child: allowed
+            os.waitpid(own, 0)
+            try:
+                os.kill(evaluator, 0)
+            except PermissionError:
+                code = 0
+        finally:
+            os._exit(code)
+    assert os.waitpid(child, 0)[1] == 0
 
 
 @pytest.fixture(scope="module")

@@ -258,3 +258,34 @@ def test_the_evaluators_source_tree_is_out_of_view(sandbox):
     probe = f"import os\nassert not os.path.exists({package!r}), os.listdir({package!r})\n"
     outcome = sandbox.run(Job(probe))
     assert outcome.passed, outcome.detail
+
+
+ESCAPING_WRITER = r"""
+import json, os
+name = "left-behind"
+paths = ["/proc/self/cwd/../" + name, os.getcwd() + "/../" + name, "/proc/self/root/" + name,
+         "/" + name, "/tmp/../" + name, "/proc/1/cwd/../" + name, "/dev/shm/../" + name,
+         "/dev/" + name, "/usr/" + name, "/etc/" + name, os.getcwd() + "/" + name]
+written = set()
+for path in paths:
+    try:
+        with open(path, "w") as f:
+            f.write("x")
+        written.add(os.path.realpath(path))
+    except OSError:
+        pass
+print(json.dumps(sorted(written)))
+"""
+
+
+def test_a_sample_writes_only_to_its_private_directories_and_they_go_with_it(sandbox):
+    """Paths that climb out of the working directory (through /proc/self/cwd/.. as well) end
+    in the sample's private /tmp, and nothing it wrote is there for the samples after it."""
+    writer = sandbox.run(Job(ESCAPING_WRITER))
+    assert writer.status == "passed", writer.stderr_tail
+    written = json.loads(writer.stdout)
+    assert written and all(path.startswith(("/tmp/", "/dev/shm/")) for path in written)
+    reader = f"import os\nprint([p for p in {written!r} if os.path.exists(p)])"
+    # As many readers as workers, so that the writer's worker runs one of them.
+    later = sandbox.run_many([Job(reader)] * sandbox.size * 2, progress=False)
+    assert [outcome.stdout for outcome in later] == [b"[]\n"] * len(later)

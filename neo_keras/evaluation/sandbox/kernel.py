@@ -382,7 +382,16 @@ _FS_RIGHTS_BY_ABI = ((1, (1 << 13) - 1), (2, 1 << 13), (3, 1 << 14), (5, 1 << 15
 
 
 class _LandlockRulesetAttr(ctypes.Structure):
-    _fields_ = [("handled_access_fs", ctypes.c_uint64)]
+    _fields_ = [
+        ("handled_access_fs", ctypes.c_uint64),
+        ("handled_access_net", ctypes.c_uint64),  # ABI 4
+        ("scoped", ctypes.c_uint64),  # ABI 6
+    ]
+
+
+# ABI 6: signals to, and abstract unix sockets of, processes outside the domain.
+_SCOPE_ABI = 6
+_SCOPE_ABSTRACT_UNIX_SOCKET, _SCOPE_SIGNAL = 0x1, 0x2
 
 
 class _LandlockPathBeneath(ctypes.Structure):
@@ -401,21 +410,26 @@ def landlock_abi() -> int:
     return max(version, 0)
 
 
-def restrict_file_access(writable: Sequence[str], devices: Sequence[str]) -> bool:
+def wall_off(writable: Sequence[str], devices: Sequence[str]) -> int:
     """Lets this process and all it starts read and execute what its view shows, write only
     below the directories `writable` and into the device nodes `devices`: no FIFO, socket
-    file or other file of the view opens for writing, whatever the mounts say. Needs
-    no_new_privs. Returns False where the kernel has no Landlock."""
+    file or other file of the view opens for writing, whatever the mounts say. From ABI 6,
+    also no signal to a process outside this one's descendants and no abstract unix socket
+    of theirs. Needs no_new_privs. Returns the Landlock ABI applied: 0 where the kernel has
+    none."""
     abi = landlock_abi()
     if abi < 1:
-        return False
+        return 0
     handled = sum(rights for version, rights in _FS_RIGHTS_BY_ABI if abi >= version)
-    attr = _LandlockRulesetAttr(handled)
+    scoped = _SCOPE_SIGNAL | _SCOPE_ABSTRACT_UNIX_SOCKET if abi >= _SCOPE_ABI else 0
+    attr = _LandlockRulesetAttr(handled, 0, scoped)
+    # Older kernels take the fields they know only, and refuse a longer structure.
+    size = ctypes.sizeof(attr) if scoped else _LandlockRulesetAttr.handled_access_net.offset
     ruleset = _check(
         _libc.syscall(
             ctypes.c_long(_SYS_LANDLOCK_CREATE_RULESET),
             ctypes.byref(attr),
-            ctypes.c_size_t(ctypes.sizeof(attr)),
+            ctypes.c_size_t(size),
             ctypes.c_uint32(0),
         ),
         "landlock_create_ruleset",
@@ -436,7 +450,12 @@ def restrict_file_access(writable: Sequence[str], devices: Sequence[str]) -> boo
         )
     finally:
         os.close(ruleset)
-    return True
+    return abi
+
+
+def landlock_scopes_signals(abi: int) -> bool:
+    """Whether wall_off, at Landlock ABI `abi`, keeps signals inside the domain."""
+    return abi >= _SCOPE_ABI
 
 
 def _allow_beneath(ruleset: int, path: str, access: int) -> None:

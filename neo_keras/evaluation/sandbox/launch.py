@@ -48,6 +48,7 @@ SECCOMP_FEATURE = (
     "inet ones (no unix or vsock socket or socketpair) or foreign system call ABIs"
 )
 LANDLOCK_FEATURE = "landlock: writes only to its private directories and /dev's nodes"
+SIGNAL_SCOPE_FEATURE = "landlock: no signal to a process it did not start"
 SETUP_FAILED = "setup_failed"  # on the status pipe, which closes before the program runs
 _UNSHARED = b"U"
 _GO = b"G"
@@ -115,9 +116,10 @@ def _become_sample(
     work_directory: str,
     features: list[str] | None = None,
 ) -> NoReturn:
-    """Confines this process and runs the job. Setup failures and the view's `features`
-    go to the status pipe, which is closed before any of the job's code runs, so that
-    nothing the program writes can pass for the sandbox's own word."""
+    """Confines this process and runs the job. Setup failures and the features in force
+    (the view's `features`, None without a view of its own) go to the status pipe, which is
+    closed before any of the job's code runs, so that nothing the program writes can pass
+    for the sandbox's own word."""
     report_fd, status_fd, job_fd = fds.report, fds.status, fds.job
     try:
         os.setsid()
@@ -133,20 +135,20 @@ def _become_sample(
         confinement.reset_environment(work_directory)
         confinement.apply_resource_limits(spec.limits)
         refused = kernel.refuse_unbounded_calls()
-        # In its own view only: elsewhere "/tmp" would be the host's.
-        walled = features is not None and kernel.restrict_file_access(
-            filesystem.PRIVATE_DIRECTORIES, [f"/dev/{name}" for name in filesystem.DEVICES]
-        )
+        # Without a view of its own, "/tmp" would be the host's: only its directory then.
+        writable = filesystem.PRIVATE_DIRECTORIES if features is not None else [work_directory]
+        landlock = kernel.wall_off(writable, [f"/dev/{name}" for name in filesystem.DEVICES])
         header = job_file.read_header(job_fd)
     except BaseException as error:
         _write_setup_failure(status_fd, error)
         os._exit(1)
-    if features is not None:
-        if refused:
-            features = [*features, SECCOMP_FEATURE]
-        if walled:
-            features = [*features, LANDLOCK_FEATURE]
-        os.write(status_fd, _status_line("ready", ",".join(features)))
+    features = [
+        *(features or []),
+        *([SECCOMP_FEATURE] if refused else []),
+        *([LANDLOCK_FEATURE] if landlock else []),
+        *([SIGNAL_SCOPE_FEATURE] if kernel.landlock_scopes_signals(landlock) else []),
+    ]
+    os.write(status_fd, _status_line("ready", ",".join(features)))
     os.close(status_fd)
     _run_job(job_fd, header, report_fd)
 

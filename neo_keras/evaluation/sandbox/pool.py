@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 from tqdm.auto import tqdm
 
-from . import filesystem, memory_cgroup, protocol, sample
+from . import filesystem, launch, memory_cgroup, protocol, sample
 from .errors import IsolationUnavailableError, SandboxError
 from .job import CRASHED, Job, Limits, Outcome
 
@@ -61,13 +61,22 @@ def _unused_host_ids(count: int) -> list[int]:
 class _Worker:
     """One worker process and its control pipes."""
 
-    def __init__(self, host_id: int, use_namespaces: bool, direct: bool = True) -> None:
-        """`direct=False` makes the worker use a keeper process even where it need not."""
+    def __init__(
+        self,
+        host_id: int,
+        use_namespaces: bool,
+        memory_parent: str | None = None,
+        direct: bool = True,
+    ) -> None:
+        """`memory_parent` is the cgroup the worker makes its own under (the evaluator's
+        when None); `direct=False` makes the worker use a keeper process even where it
+        need not."""
         self.host_id = host_id
         config = {
             "host_uid": host_id,
             "host_gid": host_id,
             "use_namespaces": use_namespaces,
+            "memory_parent": memory_parent,
             "direct": direct,
         }
         self.process = subprocess.Popen(
@@ -113,17 +122,26 @@ class _Worker:
             memory_cgroup.remove(self.hello["memory_cgroup"])
 
 
-def _describe(mode: str, hello: dict, host_ids: list[int]) -> str:
+def _describe_memory(hello: dict, samples: memory_cgroup.SamplesCgroup | None) -> str:
+    if not hello.get("memory_cgroup"):
+        return "; memory limited per process only (no memory cgroup available)"
+    if samples is None:
+        return "; a memory cgroup around each sample"
+    return (
+        "; a memory cgroup around each sample, and one around all samples together "
+        f"({samples.limit_bytes / 2**30:.1f} GiB)"
+    )
+
+
+def _describe(
+    mode: str, hello: dict, host_ids: list[int], samples: memory_cgroup.SamplesCgroup | None
+) -> str:
     ids = (
         f"host uid {host_ids[0]}"
         if len(set(host_ids)) == 1
         else (f"host uids {min(host_ids)}-{max(host_ids)}")
     )
-    memory = (
-        "; a memory cgroup around each sample"
-        if hello.get("memory_cgroup")
-        else "; memory limited per process only (no memory cgroup available)"
-    )
+    memory = _describe_memory(hello, samples)
     if mode == sample.NAMESPACES:
         extras = "".join(f"; {feature}" for feature in hello["features"]) + memory
         visible = " ".join(hello["visible"])
@@ -138,16 +156,25 @@ def _describe(mode: str, hello: dict, host_ids: list[int]) -> str:
             "fresh session"
         )
     why = f"namespaces unavailable: {hello['namespaces_unavailable']}"
+    features = hello.get("features", [])
+    walled = launch.LANDLOCK_FEATURE in features
+    extras = "".join(f"; {feature}" for feature in features) + memory
     if mode == sample.SETUID:
+        writes = "" if walled else " and writes where any unprivileged user can"
         return (
-            f"limits only ({why}); runs as {ids} via setuid, which sees the host's files "
-            "and network as any unprivileged user does (modules it imports beyond the "
-            "preloaded ones must be readable by that uid); no capabilities; rlimits; fresh "
-            "session; leftover processes killed by uid"
+            f"limits only ({why}); runs as {ids} via setuid, which reads the host's files "
+            f"and reaches its network as any unprivileged user does{writes} (modules it "
+            "imports beyond the preloaded ones must be readable by that uid); no "
+            f"capabilities; rlimits; fresh session; leftover processes killed by uid{extras}"
         )
+    reaches = [
+        *(["write its files"] if not walled else []),
+        *(["signal its processes"] if launch.SIGNAL_SCOPE_FEATURE not in features else []),
+    ]
+    shared = f", so a sample can {' and '.join(reaches)}" if reaches else ""
     return (
-        f"limits only ({why}); runs as the evaluator's own uid, so a sample can signal the "
-        "evaluator's processes and write its files; rlimits; fresh session"
+        f"limits only ({why}); runs as the evaluator's own uid{shared}; rlimits; fresh "
+        f"session{extras}"
     )
 
 
@@ -160,6 +187,11 @@ class Sandbox:
     `isolation` describes what is in force (`mode` names it: "namespaces", "setuid" or
     "shared-uid"), and `sample_uids` lists the host uids samples run as. Use as a
     context manager, or call close().
+
+    Where the machine allows memory cgroups, all workers and samples share one bounded by
+    `samples_memory_bytes` (by default 3/4 of the memory the machine can spare when the
+    sandbox starts), so that samples running together run out of that allowance, not of
+    the evaluator's memory.
     """
 
     def __init__(
@@ -168,6 +200,7 @@ class Sandbox:
         workers: int | None = None,
         require_isolation: bool = False,
         use_namespaces: bool = True,
+        samples_memory_bytes: int | None = None,
     ) -> None:
         self.limits = limits or Limits()
         count = (os.cpu_count() or 1) if workers is None else workers
@@ -177,18 +210,21 @@ class Sandbox:
             self.sample_uids = _unused_host_ids(count)
         else:
             self.sample_uids = [os.getuid()] * count
+        if samples_memory_bytes is not None and samples_memory_bytes <= 0:
+            raise ValueError(f"samples_memory_bytes must be positive, got {samples_memory_bytes}")
         self._use_namespaces = use_namespaces
         self._closed = False
         self._workers: list[_Worker] = []
         self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
+        self._samples_memory = memory_cgroup.SamplesCgroup.make(samples_memory_bytes)
         try:
-            self._workers = [_Worker(uid, use_namespaces) for uid in self.sample_uids]
+            self._workers = [self._start_worker(uid) for uid in self.sample_uids]
             hellos = [worker.read_hello() for worker in self._workers]
             modes = {hello["mode"] for hello in hellos}
             if len(modes) != 1:
                 raise SandboxError(f"sandbox workers disagree on their isolation: {modes}")
             self.mode = modes.pop()
-            self.isolation = _describe(self.mode, hellos[0], self.sample_uids)
+            self.isolation = _describe(self.mode, hellos[0], self.sample_uids, self._samples_memory)
             if self.mode != sample.NAMESPACES:
                 self._refuse_or_warn(require_isolation)
         except BaseException:
@@ -227,6 +263,12 @@ class Sandbox:
         workers, self._workers = self._workers, []
         for worker in workers:
             worker.stop()
+        if self._samples_memory is not None:
+            self._samples_memory.close()
+
+    def _start_worker(self, host_id: int) -> _Worker:
+        memory = self._samples_memory
+        return _Worker(host_id, self._use_namespaces, None if memory is None else memory.path)
 
     def _replace(self, dead: _Worker) -> _Worker:
         dead.stop(timeout_s=1.0)
@@ -234,7 +276,7 @@ class Sandbox:
             "a sandbox worker died (exit status %s); starting another",
             dead.process.returncode,
         )
-        worker = _Worker(dead.host_id, self._use_namespaces)
+        worker = self._start_worker(dead.host_id)
         if worker.read_hello()["mode"] != self.mode:
             raise SandboxError("a restarted sandbox worker came up with different isolation")
         self._workers = [worker if w is dead else w for w in self._workers]

@@ -77,7 +77,7 @@ def _write_proc_file(path: str, text: str) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class SampleResult:
-    """An outcome's fields plus the file-system features the namespace init reported."""
+    """An outcome's fields plus the confinement features the sample reported in force."""
 
     status: str
     detail: str
@@ -298,10 +298,10 @@ class SampleRunner:
                 os.close(pid_fd)
             duration = time.monotonic() - started
             watch = watcher.drain()
-            _status_log(watch)
+            log = _status_log(watch)
         finally:
             _remove_tree(plain.work_directory)
-        return _Ending(watch, duration, wait_status, cpu)
+        return _Ending(watch, duration, wait_status, cpu, log.features)
 
 
 def _kill(pid_fd: int) -> None:

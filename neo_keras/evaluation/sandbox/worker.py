@@ -141,10 +141,10 @@ def _choose_runner(
         sample.WorkerSetup(mode, uid, gid, privileged, last_capability), template, memory
     )
     try:
-        _probe(runner, control_fd)
+        features = _probe(runner, control_fd)
     except (SandboxError, OSError) as error:
         raise SandboxError(f"the sandbox cannot run even a trivial program: {error}") from error
-    return runner, {"namespaces_unavailable": reason}
+    return runner, {"namespaces_unavailable": reason, "features": list(features)}
 
 
 def _serve(runner: sample.SampleRunner, control_in: int, control_out: int) -> None:
@@ -182,7 +182,9 @@ def main(config_json: str) -> None:
         shared_namespaces=launch.make_shared_namespaces(),
     )
     # Before the first fork, so that the template and every sample are born inside.
-    memory = memory_cgroup.MemoryCgroup.enter(f"neo-keras-sandbox-{os.getpid()}")
+    memory = memory_cgroup.MemoryCgroup.enter(
+        f"neo-keras-sandbox-{os.getpid()}", config.get("memory_parent")
+    )
     template = template_module.Template.split(worker_only=(control_in, control_out))
     try:
         _run(config, control_in, control_out, template, direct, memory)
