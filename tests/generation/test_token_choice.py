@@ -9,6 +9,7 @@ import tensorflow as tf
 from neo_keras.generation.token_choice import (
     SamplingSettings,
     choose_tokens,
+    invert_cumulative,
     row_keys,
     sample_tokens,
     uniform_draws,
@@ -115,3 +116,26 @@ def test_settings_given_as_tensors_choose_what_numbers_do():
             logits, draws, tf.constant(temperature), tf.constant(top_k), tf.constant(top_p)
         )
         np.testing.assert_array_equal(np.asarray(numbers), np.asarray(tensors))
+
+
+def test_the_blocked_inverse_cumulative_picks_the_token_whose_interval_holds_the_draw():
+    """Vocabularies off the block size, whole blocks of no mass, and draws near 0 and 1."""
+    rng = np.random.default_rng(3)
+    rows, vocabulary = 64, 1000
+    probabilities = rng.dirichlet(np.full(vocabulary, 0.05), size=rows)
+    probabilities[rng.random((rows, vocabulary)) < 0.5] = 0.0  # masked, as top-p leaves them
+    probabilities[:8, 256:768] = 0.0
+    probabilities = (probabilities / probabilities.sum(-1, keepdims=True)).astype("float32")
+    draws = rng.random(rows).astype("float32")
+    draws[:4] = [0.0, 1e-7, 1 - 2**-24, 0.5]
+    tokens = np.asarray(invert_cumulative(tf.constant(probabilities), tf.constant(draws)))
+    mass = probabilities.astype("float64")
+    cumulative = np.cumsum(mass, axis=-1)
+    target = draws * cumulative[:, -1]
+    chosen = np.arange(rows), tokens
+    assert (mass[chosen] > 0).all()
+    tolerance = 1e-6
+    assert (cumulative[chosen] - mass[chosen] <= target + tolerance).all()
+    assert (cumulative[chosen] > target - tolerance).all()
+    compiled = tf.function(invert_cumulative, jit_compile=True)
+    np.testing.assert_array_equal(compiled(tf.constant(probabilities), tf.constant(draws)), tokens)
