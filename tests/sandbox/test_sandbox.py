@@ -289,3 +289,23 @@ def test_a_sample_writes_only_to_its_private_directories_and_they_go_with_it(san
     # As many readers as workers, so that the writer's worker runs one of them.
     later = sandbox.run_many([Job(reader)] * sandbox.size * 2, progress=False)
     assert [outcome.stdout for outcome in later] == [b"[]\n"] * len(later)
+
+
+def test_what_a_sample_writes_does_not_execute(sandbox):
+    """Its private directories are data only: a program it writes there does not run."""
+    program = (
+        "import os, subprocess\n"
+        "ran = []\n"
+        "for directory in ('/tmp', '/dev/shm', os.getcwd()):\n"
+        "    path = os.path.join(directory, 'written.sh')\n"
+        "    with open(path, 'w') as f:\n"
+        "        f.write('#!/bin/sh\\necho ran\\n')\n"
+        "    os.chmod(path, 0o700)\n"
+        "    try:\n"
+        "        ran.append(subprocess.run([path], capture_output=True).stdout.decode())\n"
+        "    except PermissionError:\n"
+        "        pass\n"
+        "print(ran)\n"
+    )
+    outcome = sandbox.run(Job(program))
+    assert (outcome.status, outcome.stdout) == ("passed", b"[]\n"), outcome.stderr_tail

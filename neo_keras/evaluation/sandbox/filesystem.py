@@ -235,12 +235,13 @@ def _tmpfs_owner(uid: int, gid: int) -> str:
 
 
 def _mount_private_directories(root: str, owner: str, private_bytes: int) -> None:
+    # noexec: what a sample writes is data; it runs only the interpreter's own programs.
     for directory in PRIVATE_DIRECTORIES:
         kernel.mount(
             "tmpfs",
             root + directory,
             "tmpfs",
-            kernel.MS_NOSUID | kernel.MS_NODEV,
+            kernel.MS_NOSUID | kernel.MS_NODEV | kernel.MS_NOEXEC,
             f"size={private_bytes},nr_inodes={_MAX_PRIVATE_INODES},mode=700,{owner}",
         )
     os.mkdir(root + WORK_DIRECTORY, 0o700)

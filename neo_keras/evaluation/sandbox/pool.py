@@ -149,7 +149,7 @@ def _describe(
             "namespaces: user, pid, net, mount, ipc; a root of its own, read-only, nosuid and "
             "nodev, with only "
             f"{visible} of the host (of their installed packages only "
-            f"{', '.join(filesystem.SAMPLE_PACKAGES)}), private /tmp and /dev/shm and a "
+            f"{', '.join(filesystem.SAMPLE_PACKAGES)}), private /tmp and /dev/shm (noexec) and a "
             f"minimal /dev{extras}; "
             "runs as uid "
             f"{hello['sample_id']} in its namespace ({ids}); no capabilities; rlimits; "
