@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/train.py
 	$(PY) benchmarks/memory.py
 	$(PY) benchmarks/generate.py
+	$(PY) benchmarks/decode_step.py
 	$(PY) benchmarks/execute.py
 	$(PY) benchmarks/evaluate.py --problems 8 --split_check
 	$(PY) benchmarks/data.py
