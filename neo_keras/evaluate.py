@@ -148,7 +148,8 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         "samples_memory_gb",
         None,
         "Memory in GiB that all running programs may hold together (where memory cgroups "
-        "are available); 3/4 of what the machine can spare at the start when unset.",
+        "are available); 3/4 of what the machine can spare at the start when unset, and at "
+        "least one program's own limit.",
         lower_bound=0.001,
         **on,
     )

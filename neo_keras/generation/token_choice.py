@@ -156,11 +156,15 @@ def invert_cumulative(probabilities: tf.Tensor, draws: tf.Tensor) -> tf.Tensor:
     # The first block whose cumulative mass exceeds the target: one with mass of its own.
     block = tf.reduce_sum(tf.cast(block_cumulative <= target[:, None], tf.int32), axis=-1)
     block = tf.minimum(block, blocks - 1)
-    mass_before = tf.gather(block_cumulative - block_mass, block, batch_dims=1)
+    mass_before = tf.gather(tf.cumsum(block_mass, axis=-1, exclusive=True), block, batch_dims=1)
     in_block = tf.gather(blocked, block, batch_dims=1)
     cumulative = mass_before[:, None] + tf.cumsum(in_block, axis=-1)
     offset = tf.reduce_sum(tf.cast(cumulative <= target[:, None], tf.int32), axis=-1)
-    # Rounding may leave the block's own sum at or under the target: its last token of mass.
+    # The two sums round apart, so the offset may land on a token of no mass, or past the
+    # block: take the first token of mass from the offset on, else the block's last.
     positions = tf.range(_CDF_BLOCK)[None, :]
-    last_with_mass = tf.reduce_max(tf.where(in_block > 0, positions, 0), axis=-1)
-    return block * _CDF_BLOCK + tf.minimum(offset, last_with_mass)
+    has_mass = in_block > 0
+    from_offset = tf.logical_and(has_mass, positions >= offset[:, None])
+    first_with_mass = tf.reduce_min(tf.where(from_offset, positions, _CDF_BLOCK), axis=-1)
+    last_with_mass = tf.reduce_max(tf.where(has_mass, positions, 0), axis=-1)
+    return block * _CDF_BLOCK + tf.minimum(first_with_mass, last_with_mass)

@@ -139,3 +139,23 @@ def test_the_blocked_inverse_cumulative_picks_the_token_whose_interval_holds_the
     assert (cumulative[chosen] > target - tolerance).all()
     compiled = tf.function(invert_cumulative, jit_compile=True)
     np.testing.assert_array_equal(compiled(tf.constant(probabilities), tf.constant(draws)), tokens)
+
+
+def test_a_draw_on_a_block_boundary_never_picks_a_token_of_no_mass():
+    """Block sums and the mass before a block round apart: found by search, a draw whose
+    target lies between them must still pick the next token of mass, never one of none."""
+    rng = np.random.default_rng(0)
+    while True:  # a and b with (a + b) - b rounding above a in float32
+        a = np.float32(rng.random())
+        b = np.float32(1) - a
+        if np.float32(np.float32(a + b) - b) > a:
+            break
+    total = np.float32(a + b)
+    draw = np.float32(a / total)
+    while np.float32(draw * total) < a:
+        draw = np.nextafter(draw, np.float32(1))
+    probabilities = np.zeros((1, 600), "float32")
+    probabilities[0, 0], probabilities[0, 257] = a, b  # token 256 starts block 1, no mass
+    for run in (invert_cumulative, tf.function(invert_cumulative, jit_compile=True)):
+        token = int(run(tf.constant(probabilities), tf.constant([draw]))[0])
+        assert probabilities[0, token] > 0, token

@@ -67,3 +67,25 @@ def test_the_default_allowance_is_below_what_the_machine_can_spare():
     spare = memory_cgroup.spare_memory_bytes()
     with Sandbox(workers=1) as box:
         assert 0 < box._samples_memory.limit_bytes < spare
+
+
+def test_closing_removes_worker_cgroups_left_inside():
+    """A worker that failed to start never reported its cgroup; closing still removes it."""
+    from neo_keras.evaluation.sandbox import memory_cgroup
+
+    samples = memory_cgroup.SamplesCgroup.make(ALLOWANCE_BYTES)
+    left = os.path.join(samples.path, "neo-keras-sandbox-never-reported")
+    os.mkdir(left)
+    samples.close()
+    assert not os.path.exists(left) and not os.path.exists(samples.path)
+
+
+def test_the_default_allowance_is_at_least_one_samples_limit():
+    from neo_keras.evaluation.sandbox import memory_cgroup
+
+    more_than_the_machine = 4 * memory_cgroup.spare_memory_bytes()
+    samples = memory_cgroup.SamplesCgroup.make(least_bytes=more_than_the_machine)
+    try:
+        assert samples.limit_bytes == more_than_the_machine
+    finally:
+        samples.close()

@@ -422,14 +422,13 @@ def wall_off(writable: Sequence[str], devices: Sequence[str]) -> int:
         return 0
     handled = sum(rights for version, rights in _FS_RIGHTS_BY_ABI if abi >= version)
     scoped = _SCOPE_SIGNAL | _SCOPE_ABSTRACT_UNIX_SOCKET if abi >= _SCOPE_ABI else 0
+    # A kernel that knows fewer fields accepts the longer structure while they are zero.
     attr = _LandlockRulesetAttr(handled, 0, scoped)
-    # Older kernels take the fields they know only, and refuse a longer structure.
-    size = ctypes.sizeof(attr) if scoped else _LandlockRulesetAttr.handled_access_net.offset
     ruleset = _check(
         _libc.syscall(
             ctypes.c_long(_SYS_LANDLOCK_CREATE_RULESET),
             ctypes.byref(attr),
-            ctypes.c_size_t(size),
+            ctypes.c_size_t(ctypes.sizeof(attr)),
             ctypes.c_uint32(0),
         ),
         "landlock_create_ruleset",

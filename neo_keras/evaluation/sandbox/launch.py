@@ -137,7 +137,9 @@ def _become_sample(
         refused = kernel.refuse_unbounded_calls()
         # Without a view of its own, "/tmp" would be the host's: only its directory then.
         writable = filesystem.PRIVATE_DIRECTORIES if features is not None else [work_directory]
-        landlock = kernel.wall_off(writable, [f"/dev/{name}" for name in filesystem.DEVICES])
+        # The host's /dev may lack one of them; the sample's own /dev has them all.
+        devices = [f"/dev/{name}" for name in filesystem.DEVICES]
+        landlock = kernel.wall_off(writable, [d for d in devices if os.path.exists(d)])
         header = job_file.read_header(job_fd)
     except BaseException as error:
         _write_setup_failure(status_fd, error)

@@ -62,12 +62,22 @@ def _own_cgroup_directory() -> tuple[str, int] | None:
 
 
 def _version_of(path: str) -> int:
-    return 1 if path.startswith(_V1_ROOT + "/") else 2
+    return 1 if os.path.exists(f"{path}/memory.usage_in_bytes") else 2
 
 
 def _usage_bytes(path: str) -> int:
     name = "memory.usage_in_bytes" if _version_of(path) == 1 else "memory.current"
     return int(_read(f"{path}/{name}"))
+
+
+def _reclaimable_bytes(path: str) -> int:
+    """Page cache charged to the cgroup that the kernel can drop when memory runs short."""
+    key = "total_inactive_file" if _version_of(path) == 1 else "inactive_file"
+    for line in _read(f"{path}/memory.stat").splitlines():
+        name, _, value = line.partition(" ")
+        if name == key:
+            return int(value)
+    return 0
 
 
 def _limit_bytes(path: str) -> int | None:
@@ -108,7 +118,8 @@ def spare_memory_bytes() -> int:
         with contextlib.suppress(OSError, ValueError):
             limit = _limit_bytes(own[0])
             if limit is not None:
-                available = min(available, max(0, limit - _usage_bytes(own[0])))
+                held = _usage_bytes(own[0]) - _reclaimable_bytes(own[0])
+                available = min(available, max(0, limit - held))
     return available
 
 
@@ -120,12 +131,7 @@ def _remove_abandoned(parent: str) -> None:
         owner = name[len(_SAMPLES_PREFIX) :].split("-")[0]
         if not owner.isdigit() or os.path.exists(f"/proc/{owner}"):
             continue
-        path = os.path.join(parent, name)
-        with contextlib.suppress(OSError):
-            for child in os.listdir(path):
-                if os.path.isdir(os.path.join(path, child)):
-                    os.rmdir(os.path.join(path, child))
-            os.rmdir(path)
+        _remove_with_children(os.path.join(parent, name), attempts=1)
 
 
 class SamplesCgroup:
@@ -136,22 +142,28 @@ class SamplesCgroup:
         self.path, self.limit_bytes = path, limit_bytes
 
     @classmethod
-    def make(cls, limit_bytes: int | None = None) -> SamplesCgroup | None:
-        """Makes the cgroup with `limit_bytes` (by default a share of the memory the machine
-        can spare now); None where there is no memory cgroup this process may create."""
+    def make(cls, limit_bytes: int | None = None, least_bytes: int = 0) -> SamplesCgroup | None:
+        """Makes the cgroup with `limit_bytes`; by default a share of the memory the machine
+        can spare now, but at least `least_bytes` (one sample's allowance: below it no sample
+        could use what it is allowed). None where there is no memory cgroup this process may
+        create."""
         try:
             parent = _own_cgroup_directory()
             if parent is None:
                 return None
             _remove_abandoned(parent[0])
             if limit_bytes is None:
-                limit_bytes = int(spare_memory_bytes() * _SAMPLES_SHARE_OF_SPARE)
+                spare_share = int(spare_memory_bytes() * _SAMPLES_SHARE_OF_SPARE)
+                limit_bytes = max(spare_share, least_bytes)
             name = f"{_SAMPLES_PREFIX}{os.getpid()}-{next(_samples_cgroups_made)}"
             path = os.path.join(parent[0], name)
             os.mkdir(path)
         except OSError:
             return None
         try:
+            if parent[1] == 1:  # absent, or fixed at 1, on recent kernels
+                with contextlib.suppress(OSError):
+                    _write(f"{path}/memory.use_hierarchy", "1")
             _set_limit(path, limit_bytes, raising=False)
             if parent[1] == 2:  # the workers' cgroups below get the memory controller
                 _write(f"{path}/cgroup.subtree_control", "+memory")
@@ -161,8 +173,9 @@ class SamplesCgroup:
         return cls(path, limit_bytes)
 
     def close(self) -> None:
-        """Removes the cgroup; its workers' cgroups must be gone already."""
-        remove(self.path)
+        """Removes the cgroup and any worker cgroup still in it (a worker that failed to
+        start never reported its own); their processes must have exited."""
+        _remove_with_children(self.path)
 
 
 class MemoryCgroup:
@@ -212,9 +225,9 @@ class MemoryCgroup:
         return 0
 
 
-def remove(path: str) -> None:
+def remove(path: str, attempts: int = _REMOVE_ATTEMPTS) -> None:
     """Removes a worker's cgroup once its processes have exited (the kernel may lag)."""
-    for _ in range(_REMOVE_ATTEMPTS):
+    for _ in range(attempts):
         try:
             os.rmdir(path)
             return
@@ -222,3 +235,12 @@ def remove(path: str) -> None:
             return
         except OSError:
             time.sleep(0.02)
+
+
+def _remove_with_children(path: str, attempts: int = _REMOVE_ATTEMPTS) -> None:
+    """Removes a samples cgroup and the worker cgroups in it."""
+    with contextlib.suppress(OSError):
+        for child in os.listdir(path):
+            if os.path.isdir(os.path.join(path, child)):
+                remove(os.path.join(path, child), attempts)
+    remove(path, attempts)

@@ -190,8 +190,9 @@ class Sandbox:
 
     Where the machine allows memory cgroups, all workers and samples share one bounded by
     `samples_memory_bytes` (by default 3/4 of the memory the machine can spare when the
-    sandbox starts), so that samples running together run out of that allowance, not of
-    the evaluator's memory.
+    sandbox starts, and at least one sample's `Limits.memory_bytes`), so that samples
+    running together run out of that allowance, not of the evaluator's memory. A kill at
+    that allowance may land on any running sample.
     """
 
     def __init__(
@@ -216,9 +217,12 @@ class Sandbox:
         self._closed = False
         self._workers: list[_Worker] = []
         self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
-        self._samples_memory = memory_cgroup.SamplesCgroup.make(samples_memory_bytes)
+        self._samples_memory = memory_cgroup.SamplesCgroup.make(
+            samples_memory_bytes, least_bytes=self.limits.memory_bytes
+        )
         try:
-            self._workers = [self._start_worker(uid) for uid in self.sample_uids]
+            for uid in self.sample_uids:  # one at a time, so that close() stops those started
+                self._workers.append(self._start_worker(uid))
             hellos = [worker.read_hello() for worker in self._workers]
             modes = {hello["mode"] for hello in hellos}
             if len(modes) != 1:
