@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from neo_keras.evaluation.sandbox import Job, Limits, Sandbox
+from neo_keras.evaluation.sandbox import Job, Limits, Sandbox, memory_cgroup
 
 MiB = 1024 * 1024
 SAMPLE_BYTES = 400 * MiB
@@ -62,8 +62,6 @@ def test_the_allowance_goes_with_the_sandbox():
 
 
 def test_the_default_allowance_is_below_what_the_machine_can_spare():
-    from neo_keras.evaluation.sandbox import memory_cgroup
-
     spare = memory_cgroup.spare_memory_bytes()
     with Sandbox(workers=1) as box:
         assert 0 < box._samples_memory.limit_bytes < spare
@@ -71,8 +69,6 @@ def test_the_default_allowance_is_below_what_the_machine_can_spare():
 
 def test_closing_removes_worker_cgroups_left_inside():
     """A worker that failed to start never reported its cgroup; closing still removes it."""
-    from neo_keras.evaluation.sandbox import memory_cgroup
-
     samples = memory_cgroup.SamplesCgroup.make(ALLOWANCE_BYTES)
     left = os.path.join(samples.path, "neo-keras-sandbox-never-reported")
     os.mkdir(left)
@@ -81,8 +77,6 @@ def test_closing_removes_worker_cgroups_left_inside():
 
 
 def test_the_default_allowance_is_at_least_one_samples_limit():
-    from neo_keras.evaluation.sandbox import memory_cgroup
-
     more_than_the_machine = 4 * memory_cgroup.spare_memory_bytes()
     samples = memory_cgroup.SamplesCgroup.make(least_bytes=more_than_the_machine)
     try:

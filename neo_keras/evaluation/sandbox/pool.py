@@ -141,9 +141,9 @@ def _describe(
         if len(set(host_ids)) == 1
         else (f"host uids {min(host_ids)}-{max(host_ids)}")
     )
-    memory = _describe_memory(hello, samples)
+    features = hello["features"]
+    extras = "".join(f"; {feature}" for feature in features) + _describe_memory(hello, samples)
     if mode == sample.NAMESPACES:
-        extras = "".join(f"; {feature}" for feature in hello["features"]) + memory
         visible = " ".join(hello["visible"])
         return (
             "namespaces: user, pid, net, mount, ipc; a root of its own, read-only, nosuid and "
@@ -156,9 +156,7 @@ def _describe(
             "fresh session"
         )
     why = f"namespaces unavailable: {hello['namespaces_unavailable']}"
-    features = hello.get("features", [])
     walled = launch.LANDLOCK_FEATURE in features
-    extras = "".join(f"; {feature}" for feature in features) + memory
     if mode == sample.SETUID:
         writes = "" if walled else " and writes where any unprivileged user can"
         return (
