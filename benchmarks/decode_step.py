@@ -6,7 +6,8 @@ randomly initialised model of `--size` (full vocabulary), a key/value cache of `
 positions filled up to `--filled`. Then its parts, each in a compiled loop of its own:
 
 - the transformer layers with that cache, and with a cache of 64 positions: the difference
-  is what reading the longer cache costs;
+  is what reading the longer cache costs (the blocks of it that each layer sees,
+  `neo_keras.models.gpt_neo.kv_cache`);
 - the LM head (the tied embedding, reversed) and an argmax;
 - the token choice alone (softmax, top-p, one draw a row) on random logits.
 
@@ -32,7 +33,7 @@ from generate import measured_bandwidth  # noqa: E402
 
 from neo_keras import GPTNeoBackbone, GPTNeoCausalLM  # noqa: E402
 from neo_keras.generation import decode, token_choice  # noqa: E402
-from neo_keras.models.gpt_neo import presets  # noqa: E402
+from neo_keras.models.gpt_neo import kv_cache, presets  # noqa: E402
 from neo_keras.training.callbacks import measured_peak_flops  # noqa: E402
 
 SHORT_CACHE = 64
@@ -64,7 +65,10 @@ def seconds_per_step(function, *inputs, steps: int, repeats: int = 4) -> float:
 
 def random_cache(model, rows: int, length: int):
     return tuple(
-        (tf.random.normal(keys.shape, stddev=0.1), tf.random.normal(values.shape))
+        (
+            tuple(tf.random.normal(block.shape, stddev=0.1) for block in keys),
+            tuple(tf.random.normal(block.shape) for block in values),
+        )
         for keys, values in model.empty_cache(rows, length)
     )
 
@@ -168,10 +172,12 @@ def main() -> None:
     )
     for name, seconds in parts.items():
         print(f"{name:36}{1e3 * seconds:9.2f} ms")
-    cache_bytes = 2 * backbone.num_layers * args.rows * args.length * backbone.hidden_dim * 4
+    position_bytes = 2 * args.rows * backbone.hidden_dim * 4  # keys and values, one layer
+    read_bytes = position_bytes * positions_read(backbone, args.length, args)
+    short_bytes = position_bytes * positions_read(backbone, SHORT_CACHE, args)
+    filled_bytes = position_bytes * backbone.num_layers * (args.filled + args.steps / 2)
     extra = parts[f"layers, {args.length}-position cache"]
     extra -= parts[f"layers, {SHORT_CACHE}-position cache"]
-    extra_bytes = cache_bytes * (args.length - SHORT_CACHE) / args.length
     weight_bytes = 4 * backbone.count_params()
     flops = 2 * backbone.count_params() * args.rows
     print(
@@ -179,16 +185,35 @@ def main() -> None:
         "float32 matmul."
     )
     if extra > 0:
+        more = read_bytes - short_bytes
         print(
-            f"The longer cache adds {1e3 * extra:.1f} ms for {extra_bytes / 1e6:.0f} MB: "
-            f"{extra_bytes / extra / 1e9:.1f} GB/s, {extra_bytes / extra / bandwidth:.0%} of "
+            f"The longer cache adds {1e3 * extra:.1f} ms for the {more / 1e6:.0f} MB more that a "
+            f"step reads of it: {more / extra / 1e9:.1f} GB/s, {more / extra / bandwidth:.0%} of "
             "the bandwidth."
         )
     print(
-        f"At the measured rates the step reads {weight_bytes / 1e6:.0f} MB of weights and "
-        f"{cache_bytes / 1e6:.0f} MB of cache ({1e3 * (weight_bytes + cache_bytes) / bandwidth:.1f}"
-        f" ms) and computes {flops / 1e9:.1f} GFLOP ({1e3 * flops / matmul:.1f} ms)."
+        f"A step reads {read_bytes / 1e6:.0f} MB of the {args.length}-position cache (the blocks "
+        f"its layers see; {filled_bytes / 1e6:.0f} MB filled)."
     )
+    print(
+        f"At the measured rates the step reads {weight_bytes / 1e6:.0f} MB of weights and the "
+        f"filled cache ({1e3 * (weight_bytes + filled_bytes) / bandwidth:.1f} ms) and computes "
+        f"{flops / 1e9:.1f} GFLOP ({1e3 * flops / matmul:.1f} ms)."
+    )
+
+
+def positions_read(backbone, length: int, args) -> float:
+    """Cache positions a step reads, over all layers, on average over the loop's steps: the
+    blocks each layer sees (`kv_cache.visible`)."""
+    blocks = kv_cache.empty(1, 1, length, 1, "float32")
+    start = min(args.filled, length - args.steps)
+    total = 0
+    for layer in backbone.transformer_layers:
+        window = layer.window_size if layer.attention_type == "local" else None
+        for index in range(start, start + args.steps):
+            seen = kv_cache.visible(blocks, index, window)
+            total += sum(b.shape[2] for b, s in zip(blocks, seen, strict=True) if bool(s))
+    return total / args.steps
 
 
 if __name__ == "__main__":

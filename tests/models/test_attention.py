@@ -1,10 +1,12 @@
-"""Local attention computed in bands equals the full masked computation."""
+"""Local attention in bands, and decoding over the cache in blocks, equal the full masked
+computation."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from neo_keras.models.gpt_neo import kv_cache
 from neo_keras.models.gpt_neo.attention import GPTNeoAttention
 
 
@@ -30,3 +32,58 @@ def test_banded_local_attention_equals_the_full_computation(length, window):
 def test_short_sequences_and_global_layers_use_the_full_computation():
     assert not GPTNeoAttention(num_heads=2, attention_type="local", window_size=8)._banded(8)
     assert not GPTNeoAttention(num_heads=2, attention_type="global", window_size=4)._banded(64)
+
+
+@pytest.mark.parametrize("attention_type, window", [("global", 256), ("local", 5), ("local", 70)])
+def test_decoding_over_cache_blocks_equals_the_full_computation(attention_type, window):
+    """A prompt, then one position at a time across block boundaries: each step reads only
+    the blocks it sees (a local layer skips those before its window), and its output equals
+    attention over the whole sequence at once."""
+    length, prompt = 200, 60
+    assert kv_cache.block_sizes(length) == [64, 64, 64, 8]
+    rng = np.random.default_rng(window)
+    layer = GPTNeoAttention(num_heads=2, attention_type=attention_type, window_size=window)
+    hidden = rng.normal(size=(2, length, 8)).astype("float32")
+    full = np.asarray(layer(hidden))
+    cache = tuple(kv_cache.empty(2, 2, length, 4, "float32") for _ in range(2))
+    output, cache = layer(hidden[:, :prompt], cache=cache, cache_update_index=0)
+    outputs = [np.asarray(output)]
+    for index in range(prompt, length):
+        output, cache = layer(hidden[:, index : index + 1], cache=cache, cache_update_index=index)
+        outputs.append(np.asarray(output))
+    np.testing.assert_allclose(np.concatenate(outputs, axis=1), full, atol=2e-5, rtol=1e-5)
+
+
+def test_cache_blocks_cover_the_length_in_at_most_eight_blocks():
+    assert kv_cache.block_sizes(64) == [64]
+    assert kv_cache.block_sizes(100) == [64, 36]
+    assert kv_cache.block_sizes(320) == [64] * 5
+    assert kv_cache.block_sizes(2048) == [256] * 8
+    assert kv_cache.block_sizes(700) == [128] * 5 + [60]
+
+
+@pytest.mark.parametrize("attention_type", ["global", "local"])
+def test_a_decoding_step_does_not_read_the_blocks_it_cannot_see(attention_type):
+    """NaN in the blocks past the last position, and (local) before the window, would reach
+    the output of a step that read or multiplied them."""
+    length, prompt, end = 200, 133, 192  # a local step at 133 sees 129-133: block 2 alone
+    rng = np.random.default_rng(7)
+    layer = GPTNeoAttention(num_heads=2, attention_type=attention_type, window_size=5)
+    hidden = rng.normal(size=(2, length, 8)).astype("float32")
+    full = np.asarray(layer(hidden))
+    cache = tuple(kv_cache.empty(2, 2, length, 4, "float32") for _ in range(2))
+    _, cache = layer(hidden[:, :prompt], cache=cache, cache_update_index=0)
+    unseen = [3] if attention_type == "global" else [0, 1, 3]
+    cache = tuple(
+        tuple(
+            np.full(b.shape, np.nan, "float32") if i in unseen else b for i, b in enumerate(blocks)
+        )
+        for blocks in cache
+    )
+    outputs = []
+    for index in range(prompt, end):
+        output, cache = layer(hidden[:, index : index + 1], cache=cache, cache_update_index=index)
+        outputs.append(np.asarray(output))
+    np.testing.assert_allclose(
+        np.concatenate(outputs, axis=1), full[:, prompt:end], atol=2e-5, rtol=1e-5
+    )

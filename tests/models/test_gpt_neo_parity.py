@@ -94,21 +94,33 @@ def test_masked_lm_loss_matches_transformers(pair):
 def test_greedy_generation_matches_transformers(pair):
     torch_model, keras_model = pair
     prompt = padded_batch(torch_model.config.vocab_size, seed=3)[0][:1, :8]
-    new_tokens = 32
+    assert_greedy_tokens_match(torch_model, keras_model, prompt, new_tokens=32)
+
+
+def test_greedy_generation_across_cache_blocks_matches_transformers(tmp_path):
+    """150 positions: the cache spans three blocks, and a decoding step's local layer reads
+    only the one or two its window reaches."""
+    torch_model = make_hf_checkpoint(str(tmp_path), max_position_embeddings=160)
+    keras_model = GPTNeoCausalLM.from_preset(str(tmp_path))
+    prompt = padded_batch(torch_model.config.vocab_size, seed=5)[0][:1, :10]
+    assert_greedy_tokens_match(torch_model, keras_model, prompt, new_tokens=140)
+
+
+def assert_greedy_tokens_match(torch_model, keras_model, prompt, new_tokens: int):
     with torch.no_grad():
         expected = torch_model.generate(
             torch.from_numpy(prompt).long(),
             attention_mask=torch.ones_like(torch.from_numpy(prompt)),
             max_new_tokens=new_tokens,
             do_sample=False,
-            eos_token_id=None,  # generate all 32 tokens, as the Keras side does
+            eos_token_id=None,  # generate every token, as the Keras side does
             pad_token_id=0,
         ).numpy()
     assert expected.shape == (1, prompt.shape[1] + new_tokens)
     keras_model.compile(sampler="greedy")
     token_ids = np.zeros((1, prompt.shape[1] + new_tokens), "int32")
     token_ids[:, : prompt.shape[1]] = prompt
-    padding_mask = token_ids != 0
+    padding_mask = np.zeros(token_ids.shape, bool)
     padding_mask[:, : prompt.shape[1]] = True
     generated = keras_model.generate(
         {"token_ids": token_ids, "padding_mask": padding_mask}, stop_token_ids=None

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
+from neo_keras.models.gpt_neo import kv_cache
+
 ATTENTION_TYPES = ("global", "local")
 
 # A large finite negative rather than -inf: a query whose keys are all masked (a left-padding
@@ -142,9 +144,10 @@ class GPTNeoAttention(keras.layers.Layer):
         """Attends over `hidden_states` `[B, T, hidden]`.
 
         Without `cache`, the whole sequence attends to itself (`padding_mask` `[B, T]` hides
-        padded keys). With `cache`, this layer's `(keys, values)`, each `[B, heads,
-        max_length, head_dim]`, the new keys and values are written at `cache_update_index`
-        and the queries attend over the cache; returns `(output, updated_cache)` in that case.
+        padded keys). With `cache`, this layer's `(keys, values)`, each a tuple of blocks
+        (`kv_cache`), the new keys and values are written at `cache_update_index` and the
+        queries attend over the cache (one query: over the blocks it sees); returns `(output,
+        updated_cache)` in that case.
         """
         query = self._split_heads(self.query_dense(hidden_states))
         key = self._split_heads(self.key_dense(hidden_states))
@@ -157,14 +160,21 @@ class GPTNeoAttention(keras.layers.Layer):
             # Keys and values by position: [B, T, heads, head_dim].
             equations = "bqhd,bkhd->bhqk", "bhqk,bkhd->bqhd"
         else:
-            # The cache holds keys and values by head, [B, heads, max_length, head_dim], the
-            # layout the score and context products read as it is: by position, XLA copied
-            # (transposed) the whole cache of every layer at every decoding step.
-            start = [0, 0, cache_update_index, 0]
-            key = ops.slice_update(cache[0], start, ops.transpose(key, (0, 2, 1, 3)))
-            value = ops.slice_update(cache[1], start, ops.transpose(value, (0, 2, 1, 3)))
-            cache = (key, value)
-            query_positions = ops.arange(query_length) + cache_update_index
+            # The cache holds keys and values by head, blocks of [B, heads, positions,
+            # head_dim] (`kv_cache`), the layout the score and context products read as it
+            # is: by position, XLA copied (transposed) the whole cache of every layer at
+            # every decoding step.
+            index = ops.convert_to_tensor(cache_update_index, "int32")
+            cache = tuple(
+                kv_cache.write(blocks, ops.transpose(new, (0, 2, 1, 3)), index)
+                for blocks, new in zip(cache, (key, value), strict=True)
+            )
+            if query_length == 1:
+                context = self._step_context(query, *cache, index)
+                context = ops.reshape(context, ops.shape(hidden_states))
+                return self.output_dense(context), cache
+            key, value = kv_cache.whole(cache[0]), kv_cache.whole(cache[1])
+            query_positions = ops.arange(query_length) + index
             key_positions = ops.arange(ops.shape(key)[2])
             padding_mask = None  # Right padding: the queries never reach unwritten slots.
             equations = "bqhd,bhkd->bhqk", "bhqk,bhkd->bqhd"
@@ -183,9 +193,50 @@ class GPTNeoAttention(keras.layers.Layer):
     def _context(self, query, key, value, mask, scores_equation, context_equation):
         """softmax(query . key, unscaled, in float32, masked) . value."""
         query, key = ops.cast(query, "float32"), ops.cast(key, "float32")
-        scores = ops.where(mask, ops.einsum(scores_equation, query, key), _MASKED_SCORE)
-        probs = self.probs_dropout(ops.cast(ops.softmax(scores, axis=-1), self.compute_dtype))
+        probs = self._probabilities(ops.einsum(scores_equation, query, key), mask)
         return ops.einsum(context_equation, probs, value)
+
+    def _probabilities(self, scores, mask):
+        """Masked softmax of float32 `scores`, in the compute dtype, with dropout."""
+        scores = ops.where(mask, scores, _MASKED_SCORE)
+        return self.probs_dropout(ops.cast(ops.softmax(scores, axis=-1), self.compute_dtype))
+
+    def _step_context(self, query, key_blocks, value_blocks, index):
+        """The context of one query position `[B, 1, heads, head_dim]` at `index`, over the
+        cached blocks it can see; the others are neither read nor multiplied."""
+        window = self.window_size if self.attention_type == "local" else None
+        seen = kv_cache.visible(key_blocks, index, window)
+        query = ops.cast(query, "float32")
+        batch = ops.shape(query)[0]
+
+        def scores_of(keys):
+            return ops.einsum("bqhd,bhkd->bhqk", query, ops.cast(keys, "float32"))
+
+        def unseen_scores(keys):
+            return ops.full([batch, self.num_heads, 1, keys.shape[2]], _MASKED_SCORE)
+
+        scores = ops.concatenate(
+            [
+                ops.cond(reached, lambda k=keys: scores_of(k), lambda k=keys: unseen_scores(k))
+                for reached, keys in zip(seen, key_blocks, strict=True)
+            ],
+            axis=-1,
+        )
+        key_positions = ops.arange(ops.shape(scores)[-1])
+        mask = attention_mask(
+            ops.reshape(index, [1]), key_positions, self.attention_type, self.window_size
+        )
+        probs = self._probabilities(scores, ops.expand_dims(mask, 1))
+        starts = kv_cache.block_starts(value_blocks)
+        context = ops.zeros(ops.shape(query), dtype=self.compute_dtype)
+        for reached, start, values in zip(seen, starts, value_blocks, strict=True):
+            block_probs = probs[:, :, :, start : start + values.shape[2]]
+            context = context + ops.cond(
+                reached,
+                lambda p=block_probs, v=values: ops.einsum("bhqk,bhkd->bqhd", p, v),
+                lambda v=values: ops.zeros(ops.shape(query), dtype=v.dtype),
+            )
+        return context
 
     def _banded(self, length) -> bool:
         """A local layer over a sequence longer than its window computes only the band."""

@@ -8,7 +8,7 @@ from keras import ops
 
 from neo_keras import file_io
 from neo_keras.generation import decode, token_choice
-from neo_keras.models.gpt_neo import hf_convert, presets
+from neo_keras.models.gpt_neo import hf_convert, kv_cache, presets
 from neo_keras.models.gpt_neo.backbone import GPTNeoBackbone
 from neo_keras.models.gpt_neo.preprocessor import GPTNeoCausalLMPreprocessor
 from neo_keras.models.gpt_neo.preset_loader import PresetLoading
@@ -168,18 +168,20 @@ class GPTNeoCausalLM(PresetLoading, keras_hub.models.CausalLM):
         logits = self.backbone.token_embedding(hidden_states, reverse=True)
         return ops.cast(logits, "float32"), hidden_states, tuple(updated)
 
-    def empty_cache(self, batch_size, max_length) -> tuple:
-        """A zero key/value cache: per layer, `(keys, values)`, each `[batch_size, num_heads,
-        max_length, head_dim]` (the layout attention reads without a copy).
+    def empty_cache(self, batch_size, max_length: int) -> tuple:
+        """A zero key/value cache: per layer, `(keys, values)`, each a tuple of blocks
+        `[batch_size, num_heads, positions, head_dim]` covering `max_length` positions
+        (`kv_cache`: a decoding step reads only the blocks it sees, in the layout attention
+        reads without a copy).
 
         Kept per layer and apart, so that a decoding step writes its position in place. One
         stacked `[B, layers, 2, ...]` tensor is rebuilt whole at every step: on a CPU that
         doubled the step's time (248 against 123 ms at the 125M shape, 20 rows x 192 positions).
         """
         backbone = self.backbone
-        shape = [batch_size, backbone.num_heads, max_length, backbone.head_dim]
+        dims = (backbone.num_heads, max_length, backbone.head_dim, self.compute_dtype)
         return tuple(
-            (ops.zeros(shape, dtype=self.compute_dtype), ops.zeros(shape, dtype=self.compute_dtype))
+            (kv_cache.empty(batch_size, *dims), kv_cache.empty(batch_size, *dims))
             for _ in range(backbone.num_layers)
         )
 
