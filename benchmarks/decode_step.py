@@ -65,10 +65,7 @@ def seconds_per_step(function, *inputs, steps: int, repeats: int = 4) -> float:
 
 def random_cache(model, rows: int, length: int):
     return tuple(
-        (
-            tuple(tf.random.normal(block.shape, stddev=0.1) for block in keys),
-            tuple(tf.random.normal(block.shape) for block in values),
-        )
+        (tf.random.normal(keys.shape, stddev=0.1), tf.random.normal(values.shape))
         for keys, values in model.empty_cache(rows, length)
     )
 
@@ -204,17 +201,12 @@ def main() -> None:
 
 def positions_read(backbone, length: int, args) -> float:
     """Cache positions a step reads, over all layers, on average over the loop's steps: the
-    blocks each layer sees (`kv_cache.visible`)."""
-    blocks = kv_cache.empty(1, 1, length, 1, "float32")
+    blocks each layer sees (`kv_cache.visible_blocks`)."""
     start = min(args.filled, length - args.steps)
     total = 0
     for layer in backbone.transformer_layers:
         window = layer.window_size if layer.attention_type == "local" else None
         for index in range(start, start + args.steps):
-            seen = kv_cache.visible(blocks, index, window)
-            total += sum(b.shape[2] for b, s in zip(blocks, seen, strict=True) if bool(s))
+            first, end = kv_cache.visible_blocks(index, window)
+            total += (int(end) - int(first)) * kv_cache.BLOCK_POSITIONS
     return total / args.steps
-
-
-if __name__ == "__main__":
-    main()

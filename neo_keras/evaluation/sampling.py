@@ -259,7 +259,7 @@ class CompletionGenerator:
         """
         cache = self.model.empty_cache(ops.shape(distinct_prompts)[0], ops.shape(token_ids)[1])
         _, _, cache = self.model.call_with_cache(distinct_prompts, cache, 0)
-        return tf.nest.map_structure(lambda part: ops.take(part, sources, axis=0), cache)
+        return self.model.cache_rows(cache, sources)
 
     def _decode_steps(self, token_ids, cache, index, prompt_mask, prompt_lengths, keys, finished):
         """Up to `chunk_size` steps from position `index`; stops early once all rows finished."""

@@ -40,12 +40,12 @@ def test_decoding_over_cache_blocks_equals_the_full_computation(attention_type, 
     the blocks it sees (a local layer skips those before its window), and its output equals
     attention over the whole sequence at once."""
     length, prompt = 200, 60
-    assert kv_cache.block_sizes(length) == [64, 64, 64, 8]
     rng = np.random.default_rng(window)
     layer = GPTNeoAttention(num_heads=2, attention_type=attention_type, window_size=window)
     hidden = rng.normal(size=(2, length, 8)).astype("float32")
     full = np.asarray(layer(hidden))
     cache = tuple(kv_cache.empty(2, 2, length, 4, "float32") for _ in range(2))
+    assert cache[0].shape == (4, 2, 2, kv_cache.BLOCK_POSITIONS, 4)
     output, cache = layer(hidden[:, :prompt], cache=cache, cache_update_index=0)
     outputs = [np.asarray(output)]
     for index in range(prompt, length):
@@ -54,19 +54,11 @@ def test_decoding_over_cache_blocks_equals_the_full_computation(attention_type, 
     np.testing.assert_allclose(np.concatenate(outputs, axis=1), full, atol=2e-5, rtol=1e-5)
 
 
-def test_cache_blocks_cover_the_length_in_at_most_eight_blocks():
-    assert kv_cache.block_sizes(64) == [64]
-    assert kv_cache.block_sizes(100) == [64, 36]
-    assert kv_cache.block_sizes(320) == [64] * 5
-    assert kv_cache.block_sizes(2048) == [256] * 8
-    assert kv_cache.block_sizes(700) == [128] * 5 + [60]
-
-
 @pytest.mark.parametrize("attention_type", ["global", "local"])
 def test_a_decoding_step_does_not_read_the_blocks_it_cannot_see(attention_type):
     """NaN in the blocks past the last position, and (local) before the window, would reach
     the output of a step that read or multiplied them."""
-    length, prompt, end = 200, 133, 192  # a local step at 133 sees 129-133: block 2 alone
+    length, prompt, end = 256, 133, 192  # a local step at 133 sees 129-133: block 2 alone
     rng = np.random.default_rng(7)
     layer = GPTNeoAttention(num_heads=2, attention_type=attention_type, window_size=5)
     hidden = rng.normal(size=(2, length, 8)).astype("float32")
@@ -74,12 +66,9 @@ def test_a_decoding_step_does_not_read_the_blocks_it_cannot_see(attention_type):
     cache = tuple(kv_cache.empty(2, 2, length, 4, "float32") for _ in range(2))
     _, cache = layer(hidden[:, :prompt], cache=cache, cache_update_index=0)
     unseen = [3] if attention_type == "global" else [0, 1, 3]
-    cache = tuple(
-        tuple(
-            np.full(b.shape, np.nan, "float32") if i in unseen else b for i, b in enumerate(blocks)
-        )
-        for blocks in cache
-    )
+    cache = tuple(np.asarray(part).copy() for part in cache)
+    for part in cache:
+        part[unseen] = np.nan
     outputs = []
     for index in range(prompt, end):
         output, cache = layer(hidden[:, index : index + 1], cache=cache, cache_update_index=index)
@@ -87,3 +76,12 @@ def test_a_decoding_step_does_not_read_the_blocks_it_cannot_see(attention_type):
     np.testing.assert_allclose(
         np.concatenate(outputs, axis=1), full[:, prompt:end], atol=2e-5, rtol=1e-5
     )
+
+
+def test_a_step_sees_the_blocks_up_to_its_own_and_a_local_layer_those_of_its_window():
+    assert [int(b) for b in kv_cache.visible_blocks(0)] == [0, 1]
+    assert [int(b) for b in kv_cache.visible_blocks(130)] == [0, 3]
+    assert [int(b) for b in kv_cache.visible_blocks(130, window_size=256)] == [0, 3]
+    assert [int(b) for b in kv_cache.visible_blocks(130, window_size=3)] == [2, 3]
+    assert [int(b) for b in kv_cache.visible_blocks(130, window_size=4)] == [1, 3]
+    assert [int(b) for b in kv_cache.visible_blocks(400, window_size=256)] == [2, 7]

@@ -160,20 +160,19 @@ class GPTNeoAttention(keras.layers.Layer):
             # Keys and values by position: [B, T, heads, head_dim].
             equations = "bqhd,bkhd->bhqk", "bhqk,bkhd->bqhd"
         else:
-            # The cache holds keys and values by head, blocks of [B, heads, positions,
-            # head_dim] (`kv_cache`), the layout the score and context products read as it
-            # is: by position, XLA copied (transposed) the whole cache of every layer at
-            # every decoding step.
+            # The cache holds keys and values by head, in blocks of positions (`kv_cache`),
+            # the layout the score and context products read as it is: by position, XLA
+            # copied (transposed) the whole cache of every layer at every decoding step.
             index = ops.convert_to_tensor(cache_update_index, "int32")
             cache = tuple(
-                kv_cache.write(blocks, ops.transpose(new, (0, 2, 1, 3)), index)
-                for blocks, new in zip(cache, (key, value), strict=True)
+                kv_cache.write(part, ops.transpose(new, (0, 2, 1, 3)), index)
+                for part, new in zip(cache, (key, value), strict=True)
             )
             if query_length == 1:
                 context = self._step_context(query, *cache, index)
                 context = ops.reshape(context, ops.shape(hidden_states))
                 return self.output_dense(context), cache
-            key, value = kv_cache.whole(cache[0]), kv_cache.whole(cache[1])
+            key, value = kv_cache.positions(cache[0]), kv_cache.positions(cache[1])
             query_positions = ops.arange(query_length) + index
             key_positions = ops.arange(ops.shape(key)[2])
             padding_mask = None  # Right padding: the queries never reach unwritten slots.
@@ -201,42 +200,54 @@ class GPTNeoAttention(keras.layers.Layer):
         scores = ops.where(mask, scores, _MASKED_SCORE)
         return self.probs_dropout(ops.cast(ops.softmax(scores, axis=-1), self.compute_dtype))
 
-    def _step_context(self, query, key_blocks, value_blocks, index):
-        """The context of one query position `[B, 1, heads, head_dim]` at `index`, over the
-        cached blocks it can see; the others are neither read nor multiplied."""
+    def _step_context(self, query, keys, values, index):
+        """The context of one query `[B, 1, heads, head_dim]` at position `index`, over the
+        cached blocks it sees (`kv_cache.visible_blocks`), one block at a time.
+
+        The softmax is computed online: each block's scores are exponentiated against the
+        largest score so far, and what was summed before is rescaled when that grows. Equal to
+        the softmax over all positions up to float32 rounding, without a pass over the blocks
+        the query cannot see.
+        """
         window = self.window_size if self.attention_type == "local" else None
-        seen = kv_cache.visible(key_blocks, index, window)
-        query = ops.cast(query, "float32")
-        batch = ops.shape(query)[0]
+        first, end = kv_cache.visible_blocks(index, window)
+        query = ops.cast(ops.transpose(query, (0, 2, 1, 3)), "float32")  # [B, heads, 1, dim]
+        block_positions = ops.arange(kv_cache.BLOCK_POSITIONS)
 
-        def scores_of(keys):
-            return ops.einsum("bqhd,bhkd->bhqk", query, ops.cast(keys, "float32"))
-
-        def unseen_scores(keys):
-            return ops.full([batch, self.num_heads, 1, keys.shape[2]], _MASKED_SCORE)
-
-        scores = ops.concatenate(
-            [
-                ops.cond(reached, lambda k=keys: scores_of(k), lambda k=keys: unseen_scores(k))
-                for reached, keys in zip(seen, key_blocks, strict=True)
-            ],
-            axis=-1,
-        )
-        key_positions = ops.arange(ops.shape(scores)[-1])
-        mask = attention_mask(
-            ops.reshape(index, [1]), key_positions, self.attention_type, self.window_size
-        )
-        probs = self._probabilities(scores, ops.expand_dims(mask, 1))
-        starts = kv_cache.block_starts(value_blocks)
-        context = ops.zeros(ops.shape(query), dtype=self.compute_dtype)
-        for reached, start, values in zip(seen, starts, value_blocks, strict=True):
-            block_probs = probs[:, :, :, start : start + values.shape[2]]
-            context = context + ops.cond(
-                reached,
-                lambda p=block_probs, v=values: ops.einsum("bhqk,bhkd->bqhd", p, v),
-                lambda v=values: ops.zeros(ops.shape(query), dtype=v.dtype),
+        def attend_block(number, largest, total, context):
+            scores = ops.einsum(
+                "bhqd,bhkd->bhqk", query, ops.cast(kv_cache.block(keys, number), "float32")
             )
-        return context
+            key_positions = number * kv_cache.BLOCK_POSITIONS + block_positions
+            mask = attention_mask(
+                ops.reshape(index, [1]), key_positions, self.attention_type, self.window_size
+            )
+            scores = ops.where(ops.expand_dims(mask, 1), scores, _MASKED_SCORE)
+            new_largest = ops.maximum(largest, ops.max(scores, axis=-1, keepdims=True))
+            rescale = ops.exp(largest - new_largest)
+            weights = ops.exp(scores - new_largest)
+            block_context = ops.einsum(
+                "bhqk,bhkd->bhqd",
+                self.probs_dropout(ops.cast(weights, self.compute_dtype)),
+                kv_cache.block(values, number),
+            )
+            total = total * rescale + ops.sum(weights, axis=-1, keepdims=True)
+            context = context * rescale + ops.cast(block_context, "float32")
+            return number + 1, new_largest, total, context
+
+        batch, heads, _, head_dim = ops.shape(query)
+        _, _, total, context = ops.while_loop(
+            lambda number, *_: number < end,
+            attend_block,
+            (
+                first,
+                ops.full([batch, heads, 1, 1], -1e30),  # below any score, masked ones included
+                ops.zeros([batch, heads, 1, 1]),
+                ops.zeros([batch, heads, 1, head_dim]),
+            ),
+        )
+        context = ops.cast(context / total, self.compute_dtype)
+        return ops.transpose(context, (0, 2, 1, 3))
 
     def _banded(self, length) -> bool:
         """A local layer over a sequence longer than its window computes only the band."""

@@ -169,10 +169,10 @@ class GPTNeoCausalLM(PresetLoading, keras_hub.models.CausalLM):
         return ops.cast(logits, "float32"), hidden_states, tuple(updated)
 
     def empty_cache(self, batch_size, max_length: int) -> tuple:
-        """A zero key/value cache: per layer, `(keys, values)`, each a tuple of blocks
-        `[batch_size, num_heads, positions, head_dim]` covering `max_length` positions
-        (`kv_cache`: a decoding step reads only the blocks it sees, in the layout attention
-        reads without a copy).
+        """A zero key/value cache: per layer, `(keys, values)`, each `[blocks, batch_size,
+        num_heads, positions, head_dim]` covering `max_length` positions (`kv_cache`: a
+        decoding step reads only the blocks it sees, in the layout attention reads without a
+        copy).
 
         Kept per layer and apart, so that a decoding step writes its position in place. One
         stacked `[B, layers, 2, ...]` tensor is rebuilt whole at every step: on a CPU that
@@ -183,6 +183,13 @@ class GPTNeoCausalLM(PresetLoading, keras_hub.models.CausalLM):
         return tuple(
             (kv_cache.empty(batch_size, *dims), kv_cache.empty(batch_size, *dims))
             for _ in range(backbone.num_layers)
+        )
+
+    def cache_rows(self, cache, rows) -> tuple:
+        """The key/value cache of rows `rows` (int `[n]`, repeats allowed) of `cache`: each
+        sample of a prompt starts from its prompt's cache."""
+        return tuple(
+            (kv_cache.rows(keys, rows), kv_cache.rows(values, rows)) for keys, values in cache
         )
 
     def prefill(self, token_ids) -> tuple:
