@@ -210,3 +210,7 @@ def positions_read(backbone, length: int, args) -> float:
             first, end = kv_cache.visible_blocks(index, window)
             total += (int(end) - int(first)) * kv_cache.BLOCK_POSITIONS
     return total / args.steps
+
+
+if __name__ == "__main__":
+    main()
