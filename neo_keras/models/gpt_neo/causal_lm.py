@@ -170,7 +170,7 @@ class GPTNeoCausalLM(PresetLoading, keras_hub.models.CausalLM):
 
     def empty_cache(self, batch_size, max_length: int) -> tuple:
         """A zero key/value cache: per layer, `(keys, values)`, each `[blocks, batch_size,
-        num_heads, positions, head_dim]` covering `max_length` positions (`kv_cache`: a
+        num_heads, 64, head_dim]`, blocks of 64 positions covering `max_length` (`kv_cache`: a
         decoding step reads only the blocks it sees, in the layout attention reads without a
         copy).
 
