@@ -144,7 +144,7 @@ class GPTNeoAttention(keras.layers.Layer):
         """Attends over `hidden_states` `[B, T, hidden]`.
 
         Without `cache`, the whole sequence attends to itself (`padding_mask` `[B, T]` hides
-        padded keys). With `cache`, this layer's `(keys, values)`, each a tuple of blocks
+        padded keys). With `cache`, this layer's `(keys, values)`, each in blocks of positions
         (`kv_cache`), the new keys and values are written at `cache_update_index` and the
         queries attend over the cache (one query: over the blocks it sees); returns `(output,
         updated_cache)` in that case.

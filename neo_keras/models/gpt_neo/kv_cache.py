@@ -7,7 +7,7 @@ multiplied the whole static length, the positions not yet written included, and 
 read far beyond its window. Blocks lead the shape so that each is one contiguous piece of
 memory: a block sliced out of the positions axis is a strided copy, which cost more than
 reading the whole length; and a loop over blocks compiles once, where a conditional per
-block doubled the compile time (BLOCKS in BENCHMARKS.md).
+block doubled the compile time (Generation in BENCHMARKS.md).
 """
 
 from __future__ import annotations
