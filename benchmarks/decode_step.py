@@ -205,9 +205,8 @@ def positions_read(backbone, length: int, args) -> float:
     start = min(args.filled, length - args.steps)
     total = 0
     for layer in backbone.transformer_layers:
-        window = layer.window_size if layer.attention_type == "local" else None
         for index in range(start, start + args.steps):
-            first, end = kv_cache.visible_blocks(index, window)
+            first, end = kv_cache.visible_blocks(index, layer.attention_type, layer.window_size)
             total += (int(end) - int(first)) * kv_cache.BLOCK_POSITIONS
     return total / args.steps
 

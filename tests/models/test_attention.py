@@ -81,7 +81,7 @@ def test_a_decoding_step_does_not_read_the_blocks_it_cannot_see(attention_type):
 def test_a_step_sees_the_blocks_up_to_its_own_and_a_local_layer_those_of_its_window():
     assert [int(b) for b in kv_cache.visible_blocks(0)] == [0, 1]
     assert [int(b) for b in kv_cache.visible_blocks(130)] == [0, 3]
-    assert [int(b) for b in kv_cache.visible_blocks(130, window_size=256)] == [0, 3]
-    assert [int(b) for b in kv_cache.visible_blocks(130, window_size=3)] == [2, 3]
-    assert [int(b) for b in kv_cache.visible_blocks(130, window_size=4)] == [1, 3]
-    assert [int(b) for b in kv_cache.visible_blocks(400, window_size=256)] == [2, 7]
+    assert [int(b) for b in kv_cache.visible_blocks(130, "local", 256)] == [0, 3]
+    assert [int(b) for b in kv_cache.visible_blocks(130, "local", 3)] == [2, 3]
+    assert [int(b) for b in kv_cache.visible_blocks(130, "local", 4)] == [1, 3]
+    assert [int(b) for b in kv_cache.visible_blocks(400, "local", 256)] == [2, 7]

@@ -209,8 +209,7 @@ class GPTNeoAttention(keras.layers.Layer):
         the softmax over all positions up to float32 rounding, without a pass over the blocks
         the query cannot see.
         """
-        window = self.window_size if self.attention_type == "local" else None
-        first, end = kv_cache.visible_blocks(index, window)
+        first, end = kv_cache.visible_blocks(index, self.attention_type, self.window_size)
         query = ops.cast(ops.transpose(query, (0, 2, 1, 3)), "float32")  # [B, heads, 1, dim]
         block_positions = ops.arange(kv_cache.BLOCK_POSITIONS)
 

@@ -58,11 +58,11 @@ def block(cache, number):
     return ops.reshape(piece, (batch, heads, size, head_dim))
 
 
-def visible_blocks(index, window_size: int | None = None):
+def visible_blocks(index, attention_type: str = "global", window_size: int = 0):
     """`(first, end)`: the blocks a query at position `index` sees, `first .. end - 1`: those
-    holding a position at or before `index`, and for a local layer (`window_size`) one after
-    `index - window_size`."""
+    holding a position at or before `index`, and for a `"local"` layer one after `index -
+    window_size`."""
     first = 0
-    if window_size is not None:
+    if attention_type == "local":
         first = ops.maximum(index - window_size + 1, 0) // BLOCK_POSITIONS
     return first, index // BLOCK_POSITIONS + 1
