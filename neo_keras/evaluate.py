@@ -245,7 +245,7 @@ class ModelSamples:
     def _load(self):
         from neo_keras import GPTNeoCausalLM
         from neo_keras.accelerators import sampling_strategy
-        from neo_keras.evaluation.sampling import CompletionGenerator
+        from neo_keras.evaluation.sampling import SHARE_PROMPTS_FROM, CompletionGenerator
         from neo_keras.generation.token_choice import SamplingSettings
 
         config = self.config
@@ -269,6 +269,7 @@ class ModelSamples:
             bucket_size=config.bucket_size,
             chunk_size=config.chunk_size,
             jit_compile=config.jit_compile,
+            share_prompts=config.num_samples >= SHARE_PROMPTS_FROM,
             strategy=strategy,
         )
 
@@ -294,6 +295,7 @@ class ModelSamples:
         generator = self.generator
         if generator is None:
             return details  # everything was sampled before this run resumed
+        details["shared_prompts"] = generator.share_prompts
         if generator.truncated_prompts:
             logging.warning(
                 "%d prompts were longer than the model's %d positions allow with "

@@ -7,7 +7,9 @@ group's longest prompt is rounded up to a multiple of `bucket_size` (its bucket)
 `max_new_tokens` added, so the compiled functions are traced once per bucket, not per prompt.
 Prompts are right-padded: every row keeps its own prompt tokens and samples from its first
 padded position on, exactly as it would alone. Each distinct prompt of a batch runs through the
-model once; its samples start from copies of its key/value cache. A row's random draws are its
+model once; its samples start from copies of its key/value cache, or with `share_prompts` share
+it (`GPTNeoCausalLM.share_prompts`: a decoding step then reads each prompt once, not once per
+sample). A row's random draws are its
 own (`neo_keras.generation.token_choice`), so what it generates does not depend on its batch,
 replica or order.
 
@@ -33,6 +35,11 @@ from tqdm.auto import tqdm
 from neo_keras.evaluation.stop_sequences import cut_at_stop, find_stop
 from neo_keras.generation.decode import decode_steps
 from neo_keras.generation.token_choice import SamplingSettings, row_chooser, row_keys
+
+# Samples of each prompt from which sharing its cache (`share_prompts`) pays: a batch then
+# holds at most about a quarter as many prompts as rows, and a step's product of every row with
+# every prompt costs less than reading each row's own copy of its prompt.
+SHARE_PROMPTS_FROM = 4
 
 STOP_SEQUENCE = "stop_sequence"
 STOP_TOKEN = "stop_token"
@@ -132,6 +139,12 @@ class CompletionGenerator:
         bucket_size: a batch's longest prompt is rounded up to a multiple of this.
         chunk_size: decoding steps between two host checks for stop sequences.
         jit_compile: compile the prefill and decoding steps with XLA.
+        share_prompts: rows continuing the same prompt share its key/value cache: each step
+            reads a prompt once for all its rows, and a row keeps only its own
+            `max_new_tokens` positions. A step multiplies every row with every prompt of its
+            batch, so this pays with several samples of each prompt (`SHARE_PROMPTS_FROM`).
+            The rounding of the attention differs between the two, so samples drawn with and
+            without it may differ where two tokens' probabilities all but tie.
         strategy: the `tf.distribute` strategy whose replicas each decode a batch; the current
             one (a single device unless a scope is entered) when None.
 
@@ -172,6 +185,7 @@ class CompletionGenerator:
         bucket_size: int = 64,
         chunk_size: int = 16,
         jit_compile: bool = True,
+        share_prompts: bool = False,
         strategy: tf.distribute.Strategy | None = None,
     ):
         if model.preprocessor is None:
@@ -200,6 +214,7 @@ class CompletionGenerator:
         self.batch_size = batch_size
         self.bucket_size = bucket_size
         self.chunk_size = chunk_size
+        self.share_prompts = share_prompts
         self.max_length = model.backbone.max_sequence_length
         if max_new_tokens >= self.max_length:
             raise ValueError(
@@ -251,12 +266,13 @@ class CompletionGenerator:
 
     # ------------------------------------------------------------------ compiled steps
 
-    def _prefill_step(self, distinct_prompts, sources, token_ids):
-        """The key/value cache of every row, computed once per distinct prompt.
-
-        The samples of a prompt share its prompt's cache, so the prompt runs through the
-        model once rather than once per sample.
-        """
+    def _prefill_step(self, distinct_prompts, sources, prompt_lengths, token_ids):
+        """The key/value cache of every row, computed once per distinct prompt: shared by the
+        rows that continue it (`share_prompts`), or copied into each."""
+        if self.share_prompts:
+            return self.model.share_prompts(
+                self.model.prefill(distinct_prompts), sources, prompt_lengths, self.max_new_tokens
+            )
         cache = self.model.empty_cache(ops.shape(distinct_prompts)[0], ops.shape(token_ids)[1])
         _, _, cache = self.model.call_with_cache(distinct_prompts, cache, 0)
         return self.model.cache_rows(cache, sources)
@@ -449,7 +465,7 @@ class CompletionGenerator:
             "token_ids": token_ids,
             "prefill": tuple(
                 self._per_replica([getattr(b, name) for b in packed])
-                for name in ("distinct_prompts", "sources")
+                for name in ("distinct_prompts", "sources", "prompt_lengths")
             )
             + (token_ids,),
             "rest": tuple(

@@ -123,6 +123,14 @@ def sampled_texts(generator, requests) -> dict:
     }
 
 
+def test_rows_sharing_their_prompts_generate_what_each_prompt_does_alone(model, alone):
+    # Batches of prompts of different lengths; each prompt's cache read once by its samples.
+    shared = make_generator(model, stop_token_ids=(), share_prompts=True, batch_size=6)
+    together = shared.generate(PROMPTS, num_samples=3)
+    for prompt, completions in zip(PROMPTS, together, strict=True):
+        assert completions == [alone[prompt]] * 3, prompt
+
+
 def requests_of(prompts, num_samples) -> list[Request]:
     return [Request(p, f"task/{i}", s) for i, p in enumerate(prompts) for s in range(num_samples)]
 
@@ -137,14 +145,18 @@ def test_same_seed_same_samples(model):
     assert other.generate(PROMPTS[:2], num_samples=3) != first
 
 
-def test_a_completion_does_not_depend_on_batch_size_order_or_company(model):
+@pytest.mark.parametrize("share_prompts", [False, True], ids=["copied", "shared"])
+def test_a_completion_does_not_depend_on_batch_size_order_or_company(model, share_prompts):
     requests = requests_of(PROMPTS, 3)
-    reference = sampled_texts(make_generator(model, SAMPLED, batch_size=4), requests)
-    other_batches = sampled_texts(make_generator(model, SAMPLED, batch_size=5), requests[::-1])
+    shared = {"share_prompts": share_prompts}
+    reference = sampled_texts(make_generator(model, SAMPLED, batch_size=4, **shared), requests)
+    other_batches = sampled_texts(
+        make_generator(model, SAMPLED, batch_size=5, **shared), requests[::-1]
+    )
     assert other_batches == reference
     # A resumed run samples only what is missing: those rows come out as they did.
     missing = requests[1::2]
-    alone = sampled_texts(make_generator(model, SAMPLED, batch_size=3), missing)
+    alone = sampled_texts(make_generator(model, SAMPLED, batch_size=3, **shared), missing)
     assert alone == {key: reference[key] for key in alone}
 
 

@@ -58,13 +58,19 @@ def attention_mask(
     (`[B, Tk]`) are hidden.
     """
     distance = ops.expand_dims(query_positions, -1) - ops.expand_dims(key_positions, 0)
-    allowed = ops.greater_equal(distance, 0)
-    if attention_type == "local":
-        allowed = ops.logical_and(allowed, ops.less(distance, window_size))
-    allowed = ops.expand_dims(allowed, 0)
+    allowed = ops.expand_dims(reaches(distance, attention_type, window_size), 0)
     if key_padding_mask is not None:
         key_padding_mask = ops.cast(key_padding_mask, "bool")
         allowed = ops.logical_and(allowed, ops.expand_dims(key_padding_mask, 1))
+    return allowed
+
+
+def reaches(distance, attention_type: str, window_size: int):
+    """True where a query `distance` positions after a key sees it: the key is not later, and
+    for a local layer lies within the `window_size` most recent positions."""
+    allowed = ops.greater_equal(distance, 0)
+    if attention_type == "local":
+        allowed = ops.logical_and(allowed, ops.less(distance, window_size))
     return allowed
 
 
@@ -147,13 +153,16 @@ class GPTNeoAttention(keras.layers.Layer):
         padded keys). With `cache`, this layer's `(keys, values)`, each in blocks of positions
         (`kv_cache`), the new keys and values are written at `cache_update_index` and the
         queries attend over the cache (one query: over the blocks it sees); returns `(output,
-        updated_cache)` in that case.
+        updated_cache)` in that case. A cache of shared prompts (`kv_cache.shared_prompts`)
+        takes one position a step.
         """
         query = self._split_heads(self.query_dense(hidden_states))
         key = self._split_heads(self.key_dense(hidden_states))
         value = self._split_heads(self.value_dense(hidden_states))
         query_length = ops.shape(hidden_states)[1]
 
+        if isinstance(cache, dict):
+            return self._shared_prompt_step(query, key, value, cache, cache_update_index)
         if cache is None:
             query_positions = ops.arange(query_length)
             key_positions = query_positions
@@ -247,6 +256,62 @@ class GPTNeoAttention(keras.layers.Layer):
         )
         context = ops.cast(context / total, self.compute_dtype)
         return ops.transpose(context, (0, 2, 1, 3))
+
+    def _shared_prompt_step(self, query, key, value, cache, index):
+        """One position a row, over its prompt, shared with other rows, and its own positions
+        (`kv_cache.shared_prompts`). Returns `(output, updated_cache)`."""
+        if query.shape[1] != 1:
+            raise ValueError(
+                f"A cache of shared prompts takes one position a step, got {query.shape[1]}; "
+                "run the prompts through a cache of their own first (`kv_cache.empty`)."
+            )
+        index = ops.convert_to_tensor(index, "int32")
+        prompt_lengths = cache["prompt_lengths"]
+        cache = dict(cache)
+        for name, new in (("keys", key), ("values", value)):
+            new = ops.transpose(new, (0, 2, 1, 3))
+            cache[name] = kv_cache.write_rows(cache[name], new, index - prompt_lengths)
+        query = ops.cast(ops.transpose(query, (0, 2, 1, 3)), "float32")  # [B, heads, 1, dim]
+        _, prompts, _, prompt_positions = ops.shape(cache["prompt_keys"])
+        rows, _, own_positions, _ = ops.shape(cache["keys"])
+        # Each row against every prompt, in one product a head whose rows are zero but on the
+        # row's own prompt: every prompt is read once for all its rows, not once per row.
+        choice = ops.one_hot(cache["sources"], prompts, dtype="float32")[:, :, None, None, None]
+        prompt_scores = ops.einsum(
+            "bshqd,hsdp->bhqp",
+            choice * ops.expand_dims(query, 1),
+            ops.cast(cache["prompt_keys"], "float32"),
+        )
+        own_scores = ops.einsum("bhqd,bhkd->bhqk", query, ops.cast(cache["keys"], "float32"))
+        prompt_key_positions = ops.arange(prompt_positions)[None, :]
+        key_positions = ops.concatenate(
+            [
+                ops.broadcast_to(prompt_key_positions, (rows, prompt_positions)),
+                prompt_lengths[:, None] + ops.arange(own_positions)[None, :],
+            ],
+            axis=1,
+        )
+        in_prompt = ops.concatenate(
+            [
+                prompt_key_positions < prompt_lengths[:, None],
+                ops.ones((rows, own_positions), "bool"),
+            ],
+            axis=1,
+        )
+        mask = ops.logical_and(
+            reaches(index - key_positions, self.attention_type, self.window_size), in_prompt
+        )
+        probs = self._probabilities(
+            ops.concatenate([prompt_scores, own_scores], axis=-1), mask[:, None, None, :]
+        )
+        prompt_probs, own_probs = probs[..., :prompt_positions], probs[..., prompt_positions:]
+        context = ops.einsum(
+            "bshqp,hspd->bhqd",
+            ops.cast(choice, self.compute_dtype) * ops.expand_dims(prompt_probs, 1),
+            cache["prompt_values"],
+        ) + ops.einsum("bhqk,bhkd->bhqd", own_probs, cache["values"])
+        context = ops.reshape(ops.transpose(context, (0, 2, 1, 3)), (rows, 1, -1))
+        return self.output_dense(context), cache
 
     def _banded(self, length) -> bool:
         """A local layer over a sequence longer than its window computes only the band."""

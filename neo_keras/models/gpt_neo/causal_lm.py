@@ -192,6 +192,20 @@ class GPTNeoCausalLM(PresetLoading, keras_hub.models.CausalLM):
             (kv_cache.rows(keys, rows), kv_cache.rows(values, rows)) for keys, values in cache
         )
 
+    def share_prompts(self, prompt_cache, sources, prompt_lengths, new_positions: int) -> tuple:
+        """A cache for rows that continue shared prompts (`kv_cache.shared_prompts`): each
+        prompt's keys and values once, from `prompt_cache` (one row a prompt, e.g.
+        `prefill`), and `new_positions` of each row's own after its prompt.
+
+        Rows `i` continue prompt `sources[i]`, of `prompt_lengths[i]` tokens. Decoding steps
+        (`call_with_cache` one position at a time) then read each prompt once for all its
+        rows: with many samples of each prompt, far less than a cache of its own per row.
+        """
+        return tuple(
+            kv_cache.shared_prompts(keys, values, sources, prompt_lengths, new_positions)
+            for keys, values in prompt_cache
+        )
+
     def prefill(self, token_ids) -> tuple:
         """The key/value cache of `token_ids` `[B, max_length]`, filled by one pass over them."""
         cache = self.empty_cache(ops.shape(token_ids)[0], ops.shape(token_ids)[1])

@@ -8,6 +8,11 @@ read far beyond its window. Blocks lead the shape so that each is one contiguous
 memory: a block sliced out of the positions axis is a strided copy, which cost more than
 reading the whole length; and a loop over blocks compiles once, where a conditional per
 block doubled the compile time (Generation in BENCHMARKS.md).
+
+Rows that continue the same prompts (the samples of a HumanEval problem) can share them
+instead (`shared_prompts`): each prompt's keys and values once, and each row's own positions
+after its prompt apart. A step then reads a prompt once for all its rows rather than once per
+row, and a row's own positions whole, without a loop.
 """
 
 from __future__ import annotations
@@ -66,3 +71,47 @@ def visible_blocks(index, attention_type: str = "global", window_size: int = 0):
     if attention_type == "local":
         first = ops.maximum(index - window_size + 1, 0) // BLOCK_POSITIONS
     return first, index // BLOCK_POSITIONS + 1
+
+
+def shared_prompts(prompt_keys, prompt_values, sources, prompt_lengths, new_positions: int):
+    """A layer's cache for rows that continue shared prompts.
+
+    Args:
+        prompt_keys, prompt_values: the prompts' cache, in blocks (`empty`), one row a prompt.
+        sources: int `[B]`, the prompt each row continues.
+        prompt_lengths: int `[B]`, the length of that prompt: the row's own positions start
+            there.
+        new_positions: how many positions a row adds after its prompt.
+
+    Returns:
+        A dict: `prompt_keys` `[heads, prompts, head_dim, prompt positions]` and
+        `prompt_values` `[heads, prompts, prompt positions, head_dim]`, the layouts in which
+        the products of a step over all prompts read them without a copy; `keys` and
+        `values` `[B, heads, new_positions, head_dim]`, a row's own positions from its
+        prompt's end (`write_rows`); `sources` and `prompt_lengths`.
+    """
+    _, _, heads, _, head_dim = ops.shape(prompt_keys)
+    own = [ops.shape(sources)[0], heads, new_positions, head_dim]
+    return {
+        "prompt_keys": ops.transpose(positions(prompt_keys), (1, 0, 3, 2)),
+        "prompt_values": ops.transpose(positions(prompt_values), (1, 0, 2, 3)),
+        "keys": ops.zeros(own, prompt_keys.dtype),
+        "values": ops.zeros(own, prompt_keys.dtype),
+        "sources": ops.convert_to_tensor(sources, "int32"),
+        "prompt_lengths": ops.convert_to_tensor(prompt_lengths, "int32"),
+    }
+
+
+def write_rows(cache, update, offsets):
+    """`cache` `[B, heads, positions, head_dim]` with `update` `[B, heads, 1, head_dim]`
+    written in place at a position of each row's own, `offsets` `[B]`.
+
+    Offsets are clipped into the cache: a row still inside its prompt writes its first
+    position, which it writes again before reading it; a finished row's outputs are no
+    longer read.
+    """
+    batch, heads, length, head_dim = ops.shape(cache)
+    offsets = ops.clip(offsets, 0, length - 1)
+    rows = ops.repeat(ops.arange(batch), heads)
+    indices = ops.stack([rows, ops.tile(ops.arange(heads), [batch]), ops.take(offsets, rows)], 1)
+    return ops.scatter_update(cache, indices, ops.reshape(update, (batch * heads, head_dim)))
