@@ -153,7 +153,8 @@ class GPTNeoCausalLM(PresetLoading, keras_hub.models.CausalLM):
         Args:
             token_ids: int `[B, T]`, the tokens at positions
                 `cache_update_index .. cache_update_index + T - 1`.
-            cache: the key/value cache (`empty_cache`).
+            cache: the key/value cache (`empty_cache`, or `share_prompts` for one position
+                a step).
             cache_update_index: position of the first token of `token_ids`.
 
         Returns:
