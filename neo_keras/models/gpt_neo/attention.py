@@ -283,24 +283,7 @@ class GPTNeoAttention(keras.layers.Layer):
             ops.cast(cache["prompt_keys"], "float32"),
         )
         own_scores = ops.einsum("bhqd,bhkd->bhqk", query, ops.cast(cache["keys"], "float32"))
-        prompt_key_positions = ops.arange(prompt_positions)[None, :]
-        key_positions = ops.concatenate(
-            [
-                ops.broadcast_to(prompt_key_positions, (rows, prompt_positions)),
-                prompt_lengths[:, None] + ops.arange(own_positions)[None, :],
-            ],
-            axis=1,
-        )
-        in_prompt = ops.concatenate(
-            [
-                prompt_key_positions < prompt_lengths[:, None],
-                ops.ones((rows, own_positions), "bool"),
-            ],
-            axis=1,
-        )
-        mask = ops.logical_and(
-            reaches(index - key_positions, self.attention_type, self.window_size), in_prompt
-        )
+        mask = self._shared_prompt_mask(index, prompt_lengths, prompt_positions, own_positions)
         probs = self._probabilities(
             ops.concatenate([prompt_scores, own_scores], axis=-1), mask[:, None, None, :]
         )
@@ -312,6 +295,25 @@ class GPTNeoAttention(keras.layers.Layer):
         ) + ops.einsum("bhqk,bhkd->bhqd", own_probs, cache["values"])
         context = ops.reshape(ops.transpose(context, (0, 2, 1, 3)), (rows, 1, -1))
         return self.output_dense(context), cache
+
+    def _shared_prompt_mask(self, index, prompt_lengths, prompt_positions, own_positions):
+        """`[B, prompt_positions + own_positions]`: True on the keys a query at `index` sees,
+        its prompt's positions (not the padding after them), then its own from there on."""
+        prompt_keys = ops.arange(prompt_positions)[None, :]
+        rows = ops.shape(prompt_lengths)[0]
+        key_positions = ops.concatenate(
+            [
+                ops.broadcast_to(prompt_keys, (rows, prompt_positions)),
+                prompt_lengths[:, None] + ops.arange(own_positions)[None, :],
+            ],
+            axis=1,
+        )
+        not_padding = ops.concatenate(
+            [prompt_keys < prompt_lengths[:, None], ops.ones((rows, own_positions), "bool")],
+            axis=1,
+        )
+        seen = reaches(index - key_positions, self.attention_type, self.window_size)
+        return ops.logical_and(seen, not_padding)
 
     def _banded(self, length) -> bool:
         """A local layer over a sequence longer than its window computes only the band."""
