@@ -9,9 +9,8 @@ Prompts are right-padded: every row keeps its own prompt tokens and samples from
 padded position on, exactly as it would alone. Each distinct prompt of a batch runs through the
 model once; its samples start from copies of its key/value cache, or with `share_prompts` share
 it (`GPTNeoCausalLM.share_prompts`: a decoding step then reads each prompt once, not once per
-sample). A row's random draws are its
-own (`neo_keras.generation.token_choice`), so what it generates does not depend on its batch,
-replica or order.
+sample). A row's random draws are its own (`neo_keras.generation.token_choice`), so what it
+generates does not depend on its batch, replica or order.
 
 Decoding runs in chunks of `chunk_size` steps of the decode loop (`neo_keras.generation.
 decode`), compiled, with the key/value cache carried from chunk to chunk. After each chunk the
