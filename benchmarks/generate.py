@@ -5,13 +5,17 @@ prompts, the same sampling settings (temperature, top-p) and `--num_samples` com
 exactly `--max_new_tokens` tokens per prompt (no stops, so both do the same work), in batches
 of `--batch_size` rows. `transformers` runs with its key/value cache, left-padded batches and
 `num_return_sequences`, in eager PyTorch as its users run it. Prints generated tokens per second
-for each, their ratio, and the XLA compile time (paid once per shape bucket) separately.
+for each, their ratio, and the XLA compile time (paid once per shape bucket) separately. The
+generator runs with each row's own copy of its prompt's cache (as `generate()` and the
+SavedModel decode), and from `SHARE_PROMPTS_FROM` samples a prompt also with the samples
+sharing it (as `neo_keras.evaluate` then decodes).
 
 It also measures this machine's limit for one decode step, in the same run: the step must read
-every weight once and the filled part of the key/value cache (bytes over the bandwidth of an
-XLA reduction over 1 GiB, measured here), and do two FLOPs per parameter per row (over the rate
-of an XLA float32 matmul, measured here); the larger of the two is the limit, and the fraction
-of it the generator reaches is printed beside the ratio to `transformers`.
+every weight once and the filled part of the key/value cache, a shared prompt once (bytes over
+the bandwidth of an XLA reduction over 1 GiB, measured here), and do two FLOPs per parameter
+per row (over the rate of an XLA float32 matmul, measured here); the larger of the two is the
+limit, and the fraction of it the generator reaches is printed beside the ratio to
+`transformers`.
 
 The prompts are tokenized with a byte-level BPE trained here on the HumanEval prompts (no
 download); pass --tokenizer DIR (vocab.json + merges.txt, e.g. GPT-2's) to use another.
@@ -43,7 +47,7 @@ from transformers import PreTrainedTokenizerFast  # noqa: E402
 from neo_keras import GPTNeoCausalLM  # noqa: E402
 from neo_keras.data.tokenizer import END_OF_TEXT  # noqa: E402
 from neo_keras.evaluation.humaneval import load_problems  # noqa: E402
-from neo_keras.evaluation.sampling import CompletionGenerator  # noqa: E402
+from neo_keras.evaluation.sampling import SHARE_PROMPTS_FROM, CompletionGenerator  # noqa: E402
 from neo_keras.generation.token_choice import SamplingSettings  # noqa: E402
 from neo_keras.models.gpt_neo import presets  # noqa: E402
 from neo_keras.training.callbacks import measured_peak_flops  # noqa: E402
@@ -90,12 +94,13 @@ def measured_bandwidth() -> float:
     return 4 * int(values.shape[0]) * repeats / (time.perf_counter() - started)
 
 
-def step_limit(model, rows: int, filled: float, bandwidth: float, flops: float) -> dict:
-    """The shortest a decode step of `rows` rows can take with `filled` positions cached."""
+def step_limit(model, rows: int, cached: float, bandwidth: float, flops: float) -> dict:
+    """The shortest a decode step of `rows` rows can take with `cached` positions in its
+    key/value cache, all rows together."""
     backbone = model.backbone
     parameters = backbone.count_params()
     weight_bytes = parameters * tf.as_dtype(model.compute_dtype).size
-    cache_bytes = 2 * backbone.num_layers * rows * filled * backbone.hidden_dim * 4
+    cache_bytes = 2 * backbone.num_layers * cached * backbone.hidden_dim * 4
     memory = (weight_bytes + cache_bytes) / bandwidth
     compute = 2 * parameters * rows / flops
     return {
@@ -106,7 +111,9 @@ def step_limit(model, rows: int, filled: float, bandwidth: float, flops: float) 
     }
 
 
-def time_ours(model, args, prompts, jit_compile: bool) -> tuple[float, dict, float]:
+def time_ours(
+    model, args, prompts, jit_compile: bool, share_prompts: bool
+) -> tuple[float, dict, float]:
     settings = SamplingSettings(temperature=args.temperature, top_p=args.top_p, seed=0)
     generator = CompletionGenerator(
         model,
@@ -115,6 +122,7 @@ def time_ours(model, args, prompts, jit_compile: bool) -> tuple[float, dict, flo
         stop_token_ids=(),  # exactly max_new_tokens per row, like the reference
         batch_size=args.batch_size,
         jit_compile=jit_compile,
+        share_prompts=share_prompts,
     )
     completions = generator.generate(prompts, args.num_samples)
     stats = generator.stats
@@ -188,29 +196,46 @@ def main() -> None:
         f"torch {torch.__version__} on {device}"
     )
     bandwidth, matmul = measured_bandwidth(), measured_peak_flops("float32")
-    ours_tps, compile_seconds, step_seconds = time_ours(ours, args, prompts, jit_compile=True)
-    rows = [("neo-keras, XLA", ours_tps)]
+    # Each row with its own copy of its prompt's cache (`generate()`, the SavedModel), and,
+    # with several samples a prompt, the samples sharing it (`neo_keras.evaluate` from
+    # SHARE_PROMPTS_FROM samples on).
+    layouts = [("own cache", False)]
+    if args.num_samples >= SHARE_PROMPTS_FROM:
+        layouts.append(("shared prompts", True))
+    rows, steps = [], {}
+    for layout, share in layouts:
+        tps, compile_seconds, steps[layout] = time_ours(ours, args, prompts, True, share)
+        rows.append((f"neo-keras, {layout}", tps))
+        compile_text = ", ".join(f"{shape}: {s:.1f} s" for shape, s in compile_seconds.items())
+        print(f"XLA compile ({layout}), once per shape bucket (batch x length): {compile_text}")
     if args.no_xla_too:
-        rows.append(("neo-keras, no XLA", time_ours(ours, args, prompts, jit_compile=False)[0]))
+        rows.append(("neo-keras, no XLA", time_ours(ours, args, prompts, False, False)[0]))
     reference_tps = time_reference(reference, tokenizer, args, prompts)
     rows.append(("transformers generate()", reference_tps))
-    print(f"{'':26}{'tokens/s':>10}{'vs transformers':>17}")
+    print(f"{'':30}{'tokens/s':>10}{'vs transformers':>17}")
     for name, tps in rows:
-        print(f"{name:26}{tps:10.1f}{tps / reference_tps:16.2f}x")
-    compile_text = ", ".join(f"{shape}: {s:.1f} s" for shape, s in compile_seconds.items())
-    print(f"XLA compile, once per shape bucket (batch x length): {compile_text}")
-    filled = sum(lengths) / len(lengths) + args.max_new_tokens / 2
-    limit = step_limit(ours, args.batch_size, filled, bandwidth, matmul)
+        print(f"{name:30}{tps:10.1f}{tps / reference_tps:16.2f}x")
     print(
         f"Machine, measured here: {bandwidth / 1e9:.1f} GB/s read, {matmul / 1e9:.0f} GFLOP/s "
-        f"float32 matmul. A step of {args.batch_size} rows with {filled:.0f} positions cached "
-        f"reads {limit['bytes'] / 1e6:.0f} MB ({1e3 * limit['memory_seconds']:.1f} ms) and "
-        f"computes {1e3 * limit['compute_seconds']:.1f} ms: limit {1e3 * limit['seconds']:.1f} ms."
+        "float32 matmul."
     )
-    print(
-        f"neo-keras decode step: {1e3 * step_seconds:.1f} ms, "
-        f"{limit['seconds'] / step_seconds:.0%} of the limit."
-    )
+    prompt_positions = sum(lengths) / len(lengths)
+    own_positions = args.max_new_tokens / 2
+    batch_prompts = args.batch_size // args.num_samples
+    cached = {
+        "own cache": args.batch_size * (prompt_positions + own_positions),
+        "shared prompts": batch_prompts * prompt_positions + args.batch_size * own_positions,
+    }
+    for layout, _ in layouts:
+        limit = step_limit(ours, args.batch_size, cached[layout], bandwidth, matmul)
+        print(
+            f"{layout}: a step of {args.batch_size} rows with {cached[layout]:.0f} positions "
+            f"cached in all reads {limit['bytes'] / 1e6:.0f} MB "
+            f"({1e3 * limit['memory_seconds']:.1f} ms) and computes "
+            f"{1e3 * limit['compute_seconds']:.1f} ms: limit {1e3 * limit['seconds']:.1f} ms; "
+            f"neo-keras's step {1e3 * steps[layout]:.1f} ms, "
+            f"{limit['seconds'] / steps[layout]:.0%} of the limit."
+        )
 
 
 if __name__ == "__main__":

@@ -225,8 +225,8 @@ class CompletionGenerator:
         self.stats = GenerationStats()
         self.truncated_prompts = 0
         self._encoded: dict[str, list[int]] = {}
-        self._prefill = tf.function(self._prefill_step, jit_compile=jit_compile)
-        self._decode = tf.function(self._decode_steps, jit_compile=jit_compile)
+        self._prefill = tf.function(self._prefill_step, jit_compile=jit_compile, autograph=False)
+        self._decode = tf.function(self._decode_steps, jit_compile=jit_compile, autograph=False)
         self._prefill_all = self._on_every_replica(self._prefill)
         self._decode_all = self._on_every_replica(self._decode)
         self._compiled_shapes: set[tuple[int, ...]] = set()
@@ -249,7 +249,7 @@ class CompletionGenerator:
         def run(*args):
             return self.strategy.run(self._under_replica_device(step), args=args)
 
-        return tf.function(run)
+        return tf.function(run, autograph=False)
 
     def _under_replica_device(self, step):
         if self.replicas == 1 or isinstance(self.strategy, tf.distribute.TPUStrategy):
