@@ -82,16 +82,16 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_integer(
         "batch_size",
         32,
-        "Rows (problem x sample) generated together on each replica; changes speed, never "
-        "what is sampled.",
+        "Rows (problem x sample) generated together on each replica. Changes speed, and the "
+        "rounding of the model's products: a sample may change where two tokens all but tie.",
         lower_bound=1,
         **on,
     )
     flags.DEFINE_integer(
         "seed",
         0,
-        "Sampling seed: with the task id and sample index it decides each completion, "
-        "whatever the batch size, replicas, hosts or resumption.",
+        "Sampling seed: with the task id and sample index it decides each completion's random "
+        "draws, whatever the batch size, replicas, hosts or resumption.",
         **on,
     )
     flags.DEFINE_list(

@@ -5,12 +5,16 @@ Rows (one completion to sample each: a prompt, its task id and sample index) are
 prompt length and packed into batches of a fixed size, one batch per replica at a time; a
 group's longest prompt is rounded up to a multiple of `bucket_size` (its bucket) and
 `max_new_tokens` added, so the compiled functions are traced once per bucket, not per prompt.
-Prompts are right-padded: every row keeps its own prompt tokens and samples from its first
-padded position on, exactly as it would alone. Each distinct prompt of a batch runs through the
-model once; its samples start from copies of its key/value cache, or with `share_prompts` share
-it (`GPTNeoCausalLM.share_prompts`: a decoding step then reads each prompt once, not once per
-sample). A row's random draws are its own (`neo_keras.generation.token_choice`), so what it
-generates does not depend on its batch, replica or order.
+Every row keeps its own prompt tokens and samples after them, exactly as it would alone. Each
+distinct prompt of a batch runs through the model once; its samples start from copies of its
+key/value cache, right-padded, or with `share_prompts` share it (`GPTNeoCausalLM.
+share_prompts`: a decoding step then reads each prompt once, not once per sample, and with
+every prompt ending at one column all rows decode from the first step). A row's random draws
+are its own (`neo_keras.generation.token_choice`), so what it generates does not depend on its
+batch's other rows, its replica, host or order. The batch size is part of the arithmetic:
+products of another number of rows can be rounded differently (XLA blocks a matmul's sums by
+its shapes), so another `batch_size` can change a token where two all but tie; filler rows
+keep every batch of a run at that size.
 
 Decoding runs in chunks of `chunk_size` steps of the decode loop (`neo_keras.generation.
 decode`), compiled, with the key/value cache carried from chunk to chunk. After each chunk the
@@ -114,6 +118,7 @@ class _Batch:
     token_ids: np.ndarray  # [batch, length]
     prompt_mask: np.ndarray  # [batch, length], True on prompt tokens
     prompt_lengths: np.ndarray  # [batch]
+    prompt_ends: np.ndarray  # [batch]: the column after each row's prompt, its first new token
     finished: np.ndarray  # [batch]; filler rows start finished
     distinct_prompts: np.ndarray  # [distinct, prompt bucket]: each prompt of the batch once
     sources: np.ndarray  # [batch]: the row of `distinct_prompts` each row's prompt is
@@ -265,18 +270,22 @@ class CompletionGenerator:
 
     # ------------------------------------------------------------------ compiled steps
 
-    def _prefill_step(self, distinct_prompts, sources, prompt_lengths, token_ids):
+    def _prefill_step(self, distinct_prompts, sources, prompt_lengths, prompt_ends, token_ids):
         """The key/value cache of every row, computed once per distinct prompt: shared by the
         rows that continue it (`share_prompts`), or copied into each."""
         if self.share_prompts:
             return self.model.share_prompts(
-                self.model.prefill(distinct_prompts), sources, prompt_lengths, self.max_new_tokens
+                self.model.prefill(distinct_prompts),
+                sources,
+                prompt_lengths,
+                self.max_new_tokens,
+                prompt_ends,
             )
         cache = self.model.empty_cache(ops.shape(distinct_prompts)[0], ops.shape(token_ids)[1])
         _, _, cache = self.model.call_with_cache(distinct_prompts, cache, 0)
         return self.model.cache_rows(cache, sources)
 
-    def _decode_steps(self, token_ids, cache, index, prompt_mask, prompt_lengths, keys, finished):
+    def _decode_steps(self, token_ids, cache, index, prompt_mask, prompt_ends, keys, finished):
         """Up to `chunk_size` steps from position `index`; stops early once all rows finished."""
 
         return decode_steps(
@@ -285,9 +294,9 @@ class CompletionGenerator:
             cache,
             index,
             prompt_mask,
-            prompt_lengths + self.max_new_tokens,
+            prompt_ends + self.max_new_tokens,
             finished,
-            row_chooser(self.settings, keys, prompt_lengths),
+            row_chooser(self.settings, keys, prompt_ends),
             stop_token_ids=self.stop_token_ids,
             pad_token_id=self.pad_token_id,
             max_steps=self.chunk_size,
@@ -383,8 +392,13 @@ class CompletionGenerator:
         bucket = -(-longest // self.bucket_size) * self.bucket_size
         length = min(bucket + self.max_new_tokens, self.max_length)
         bucket = min(bucket, length)
+        # Rows sharing their prompts' cache need not sit at their prompts' positions in the
+        # token buffer: with every prompt ending at the longest one's end, all rows decode
+        # from the first step, where right-padded rows would start at the shortest prompt's
+        # end and the longer prompts wait, a step per token of difference.
+        end = longest if self.share_prompts else None
         packed = [
-            self._pack(rows, requests, encoded, batch_size, distinct, bucket, length)
+            self._pack(rows, requests, encoded, batch_size, distinct, bucket, length, end)
             for rows in group
         ]
         while len(packed) < self.replicas:
@@ -393,17 +407,18 @@ class CompletionGenerator:
             )
         return packed
 
-    def _pack(self, rows, requests, encoded, batch_size, distinct, bucket, length) -> _Batch:
-        """Right-pads the prompts of `rows` to `length` tokens; filler rows repeat the last
-        real row."""
+    def _pack(self, rows, requests, encoded, batch_size, distinct, bucket, length, end) -> _Batch:
+        """The prompts of `rows` in `length` columns: ending at column `end`, or from column 0
+        when it is None; filler rows repeat the last real row."""
         filled = list(rows) + [rows[-1]] * (batch_size - len(rows))
         prompts = [requests[r].prompt for r in filled]
         token_ids = np.full((batch_size, length), self.pad_token_id, "int32")
         prompt_mask = np.zeros((batch_size, length), bool)
         prompt_lengths = np.array([len(encoded[r]) for r in filled], "int32")
+        prompt_ends = prompt_lengths if end is None else np.full(batch_size, end, "int32")
         for i, r in enumerate(filled):
-            token_ids[i, : prompt_lengths[i]] = encoded[r]
-            prompt_mask[i, : prompt_lengths[i]] = True
+            token_ids[i, prompt_ends[i] - prompt_lengths[i] : prompt_ends[i]] = encoded[r]
+            prompt_mask[i, prompt_ends[i] - prompt_lengths[i] : prompt_ends[i]] = True
         unique = list(dict.fromkeys(prompts))
         sources = np.array([unique.index(prompt) for prompt in prompts], "int32")
         unique += [unique[-1]] * (distinct - len(unique))
@@ -421,6 +436,7 @@ class CompletionGenerator:
             token_ids=token_ids,
             prompt_mask=prompt_mask,
             prompt_lengths=prompt_lengths,
+            prompt_ends=prompt_ends,
             finished=np.arange(batch_size) >= len(rows),
             distinct_prompts=distinct_prompts,
             sources=sources,
@@ -464,18 +480,18 @@ class CompletionGenerator:
             "token_ids": token_ids,
             "prefill": tuple(
                 self._per_replica([getattr(b, name) for b in packed])
-                for name in ("distinct_prompts", "sources", "prompt_lengths")
+                for name in ("distinct_prompts", "sources", "prompt_lengths", "prompt_ends")
             )
             + (token_ids,),
             "rest": tuple(
                 self._per_replica([getattr(b, name) for b in packed])
-                for name in ("prompt_mask", "prompt_lengths", "keys")
+                for name in ("prompt_mask", "prompt_ends", "keys")
             ),
         }
         self._compile_for(packed, inputs)
         started = time.perf_counter()
         cache = self._prefill_all(*inputs["prefill"])
-        starts = [np.int32(b.prompt_lengths[: max(len(b.rows), 1)].min()) for b in packed]
+        starts = [np.int32(b.prompt_ends[: max(len(b.rows), 1)].min()) for b in packed]
         index = self._per_replica(starts)
         finished = [b.finished.copy() for b in packed]
         completions = [[None] * len(b.rows) for b in packed]
@@ -502,7 +518,7 @@ class CompletionGenerator:
     ) -> None:
         """Marks finished the live rows whose text reached a stop; records their completions."""
         live = [r for r in range(len(batch.rows)) if completions[r] is None]
-        new_tokens = [ids[r, batch.prompt_lengths[r] : position] for r in live]
+        new_tokens = [ids[r, batch.prompt_ends[r] : position] for r in live]
         for r, tokens in zip(live, new_tokens, strict=True):
             completion = self._completion(tokens, stop_sequences)
             if completion.stop_reason == STOP_SEQUENCE or finished[r]:

@@ -1,10 +1,12 @@
 """The decode loop: from a prefilled key/value cache, one token per row and step.
 
-Rows are prompts of different lengths in one `[rows, length]` buffer, their prompts at the
-start of each row. Decoding begins at the shortest prompt; at a position still inside a
-row's prompt the row keeps its own token (and the step only extends its cache), past it the
-row takes the chosen token. A row finishes at a stop token or at its own end; a finished
-row writes `pad_token_id` from then on, and the loop ends when every row has finished.
+Rows are prompts of different lengths in one `[rows, length]` buffer: at the start of each
+row, or all ending at one column where the model keeps each row's position itself (a cache
+of shared prompts, `kv_cache.row_positions`). Decoding begins at the first prompt end; at a
+column still inside a row's prompt the row keeps its own token (and the step only extends its
+cache), past it the row takes the chosen token. A row finishes at a stop token or at its own
+end; a finished row writes `pad_token_id` from then on, and the loop ends when every row has
+finished.
 """
 
 from __future__ import annotations

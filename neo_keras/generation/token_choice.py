@@ -1,12 +1,12 @@
 """The next token of every row, drawn with randomness that belongs to the row alone.
 
-A completion must depend only on the model, its prompt, the sampling settings, the seed, its
-task id and its sample index: never on the batch, bucket, replica or host that produced it, nor
-on whether the run was resumed. So no random state is carried from one draw to the next (as
-keras-hub's samplers carry a `SeedGenerator`, whose state also cannot be assigned inside a
-replica). Each row has a key, a hash of (seed, task id, sample index) made on the host by
-`row_keys`; its draw for its n-th new token is a counter-based function of (key, n), computed
-in the graph with 32-bit integer mixing, the same on every device.
+A row's draws must depend only on the seed, its task id and its sample index: never on the
+batch, bucket, replica or host that produced it, nor on whether the run was resumed. So no
+random state is carried from one draw to the next (as keras-hub's samplers carry a
+`SeedGenerator`, whose state also cannot be assigned inside a replica). Each row has a key, a
+hash of (seed, task id, sample index) made on the host by `row_keys`; its draw for its n-th
+new token is a counter-based function of (key, n), computed in the graph with 32-bit integer
+mixing, the same on every device.
 
 One uniform draw a row and step picks the token by inverting the cumulative distribution of
 the kept tokens: exact sampling of the categorical distribution at 2^-24 resolution, with one
@@ -43,7 +43,7 @@ class SamplingSettings:
         top_k: sample among the k most likely tokens; 0 turns it off.
         greedy: always take the most likely token.
         seed: with the task id and sample index, keys every draw of a row: the same seed
-            gives the same samples, however the rows are batched or spread.
+            gives the same draws, however the rows are batched or spread.
     """
 
     temperature: float = 1.0

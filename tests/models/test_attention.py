@@ -87,11 +87,13 @@ def test_a_step_sees_the_blocks_up_to_its_own_and_a_local_layer_those_of_its_win
     assert [int(b) for b in kv_cache.visible_blocks(400, "local", 256)] == [2, 7]
 
 
+@pytest.mark.parametrize("aligned", [False, True], ids=["from_shortest", "aligned_ends"])
 @pytest.mark.parametrize("attention_type, window", [("global", 256), ("local", 5)])
-def test_decoding_over_shared_prompts_equals_each_row_alone(attention_type, window):
-    """Rows continuing two prompts of different lengths, decoded together from the shortest
-    prompt on, each step reading the prompts once for all rows: every row's own positions
-    equal attention over that row's whole sequence."""
+def test_decoding_over_shared_prompts_equals_each_row_alone(attention_type, window, aligned):
+    """Rows continuing two prompts of different lengths, decoded together, each step reading
+    the prompts once for all rows: every row's own positions equal attention over that row's
+    whole sequence. Decoded from the shortest prompt on, or with every prompt ending at the
+    same step (`prompt_ends`), each row then at a position of its own."""
     prompt_lengths, bucket, new, rows = np.array([7, 12]), 16, 9, 5
     sources = np.array([0, 1, 1, 0, 1], "int32")
     rng = np.random.default_rng(window)
@@ -103,14 +105,18 @@ def test_decoding_over_shared_prompts_equals_each_row_alone(attention_type, wind
         sequences[row, :length] = prompts[source, :length]
     prompt_cache = tuple(kv_cache.empty(2, 2, bucket, 4, "float32") for _ in range(2))
     _, prompt_cache = layer(prompts, cache=prompt_cache, cache_update_index=0)
-    cache = kv_cache.shared_prompts(*prompt_cache, sources, lengths, new)
+    # Step `index` runs row r's position `index - shift[r]`.
+    shift = lengths.max() - lengths if aligned else np.zeros_like(lengths)
+    ends = lengths + shift
+    cache = kv_cache.shared_prompts(*prompt_cache, sources, lengths, new, ends)
     steps = {}
-    for index in range(lengths.min() - 1, lengths.max() + new - 1):
-        output, cache = layer(
-            sequences[:, index : index + 1], cache=cache, cache_update_index=index
-        )
+    for index in range(ends.min() - 1, ends.max() + new - 1):
+        inputs = sequences[np.arange(rows), np.clip(index - shift, 0, None)][:, None]
+        output, cache = layer(inputs, cache=cache, cache_update_index=index)
         steps[index] = np.asarray(output)[:, 0]
     for row, length in enumerate(lengths):
         alone = np.asarray(layer(sequences[row : row + 1, : length + new - 1]))[0]
-        decoded = np.stack([steps[i][row] for i in range(length - 1, length + new - 1)])
+        decoded = np.stack(
+            [steps[i + shift[row]][row] for i in range(length - 1, length + new - 1)]
+        )
         np.testing.assert_allclose(decoded, alone[length - 1 :], atol=2e-5, rtol=1e-5)

@@ -265,12 +265,12 @@ class GPTNeoAttention(keras.layers.Layer):
                 f"A cache of shared prompts takes one position a step, got {query.shape[1]}; "
                 "run the prompts through a cache of their own first (`kv_cache.empty`)."
             )
-        index = ops.convert_to_tensor(index, "int32")
+        positions = kv_cache.row_positions(cache, ops.convert_to_tensor(index, "int32"))
         prompt_lengths = cache["prompt_lengths"]
         cache = dict(cache)
         for name, new in (("keys", key), ("values", value)):
             new = ops.transpose(new, (0, 2, 1, 3))
-            cache[name] = kv_cache.write_rows(cache[name], new, index - prompt_lengths)
+            cache[name] = kv_cache.write_rows(cache[name], new, positions - prompt_lengths)
         query = ops.cast(ops.transpose(query, (0, 2, 1, 3)), "float32")  # [B, heads, 1, dim]
         _, prompts, _, prompt_positions = ops.shape(cache["prompt_keys"])
         rows, _, own_positions, _ = ops.shape(cache["keys"])
@@ -283,7 +283,7 @@ class GPTNeoAttention(keras.layers.Layer):
             ops.cast(cache["prompt_keys"], "float32"),
         )
         own_scores = ops.einsum("bhqd,bhkd->bhqk", query, ops.cast(cache["keys"], "float32"))
-        mask = self._shared_prompt_mask(index, prompt_lengths, prompt_positions, own_positions)
+        mask = self._shared_prompt_mask(positions, prompt_lengths, prompt_positions, own_positions)
         probs = self._probabilities(
             ops.concatenate([prompt_scores, own_scores], axis=-1), mask[:, None, None, :]
         )
@@ -296,9 +296,10 @@ class GPTNeoAttention(keras.layers.Layer):
         context = ops.reshape(ops.transpose(context, (0, 2, 1, 3)), (rows, 1, -1))
         return self.output_dense(context), cache
 
-    def _shared_prompt_mask(self, index, prompt_lengths, prompt_positions, own_positions):
-        """`[B, prompt_positions + own_positions]`: True on the keys a query at `index` sees,
-        its prompt's positions (not the padding after them), then its own from there on."""
+    def _shared_prompt_mask(self, positions, prompt_lengths, prompt_positions, own_positions):
+        """`[B, prompt_positions + own_positions]`: True on the keys each row's query, at
+        `positions` `[B]`, sees: its prompt's positions (not the padding after them), then its
+        own from there on."""
         prompt_keys = ops.arange(prompt_positions)[None, :]
         rows = ops.shape(prompt_lengths)[0]
         key_positions = ops.concatenate(
@@ -312,7 +313,7 @@ class GPTNeoAttention(keras.layers.Layer):
             [prompt_keys < prompt_lengths[:, None], ops.ones((rows, own_positions), "bool")],
             axis=1,
         )
-        seen = reaches(index - key_positions, self.attention_type, self.window_size)
+        seen = reaches(positions[:, None] - key_positions, self.attention_type, self.window_size)
         return ops.logical_and(seen, not_padding)
 
     def _banded(self, length) -> bool:

@@ -142,9 +142,14 @@ class GPTNeoBackbone(PresetLoading, keras_hub.models.Backbone):
         self.initializer_range = initializer_range
 
     def embed(self, token_ids, start_index=0):
-        """Token plus position embeddings of `token_ids`, positions counted from `start_index`."""
+        """Token plus position embeddings of `token_ids` `[B, T]`, positions counted from
+        `start_index`: one for all rows, or `[B]`, one a row."""
         tokens = self.token_embedding(token_ids)
-        positions = self.position_embedding(tokens, start_index=start_index)
+        if len(ops.shape(start_index)) == 1:
+            rows = start_index[:, None] + ops.arange(ops.shape(token_ids)[1])[None, :]
+            positions = self.position_embedding(tokens, positions=rows)
+        else:
+            positions = self.position_embedding(tokens, start_index=start_index)
         return self.embeddings_dropout(ops.add(tokens, positions))
 
     @property

@@ -160,7 +160,10 @@ class GPTNeoCausalLM(PresetLoading, keras_hub.models.CausalLM):
         Returns:
             `(logits, hidden_states, cache)`.
         """
-        x = self.backbone.embed(token_ids, start_index=cache_update_index)
+        start = cache_update_index
+        if isinstance(cache[0], dict):  # shared prompts: each row at its own position
+            start = kv_cache.row_positions(cache[0], cache_update_index)
+        x = self.backbone.embed(token_ids, start_index=start)
         updated = []
         for layer, layer_cache in zip(self.backbone.transformer_layers, cache, strict=True):
             x, layer_cache = layer(x, cache=layer_cache, cache_update_index=cache_update_index)
@@ -193,7 +196,9 @@ class GPTNeoCausalLM(PresetLoading, keras_hub.models.CausalLM):
             (kv_cache.rows(keys, rows), kv_cache.rows(values, rows)) for keys, values in cache
         )
 
-    def share_prompts(self, prompt_cache, sources, prompt_lengths, new_positions: int) -> tuple:
+    def share_prompts(
+        self, prompt_cache, sources, prompt_lengths, new_positions: int, prompt_ends=None
+    ) -> tuple:
         """A cache for rows that continue shared prompts (`kv_cache.shared_prompts`): each
         prompt's keys and values once, from `prompt_cache` (one row a prompt, e.g.
         `prefill`), and `new_positions` of each row's own after its prompt.
@@ -201,9 +206,14 @@ class GPTNeoCausalLM(PresetLoading, keras_hub.models.CausalLM):
         Rows `i` continue prompt `sources[i]`, of `prompt_lengths[i]` tokens. Decoding steps
         (`call_with_cache` one position at a time) then read each prompt once for all its
         rows: with many samples of each prompt, far less than a cache of its own per row.
+        Row `i`'s first own position comes at step index `prompt_ends[i]` (its prompt length
+        when None): with one index for all rows, every row decodes from the first step
+        whatever its prompt's length.
         """
         return tuple(
-            kv_cache.shared_prompts(keys, values, sources, prompt_lengths, new_positions)
+            kv_cache.shared_prompts(
+                keys, values, sources, prompt_lengths, new_positions, prompt_ends
+            )
             for keys, values in prompt_cache
         )
 

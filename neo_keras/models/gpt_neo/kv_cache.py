@@ -73,7 +73,9 @@ def visible_blocks(index, attention_type: str = "global", window_size: int = 0):
     return first, index // BLOCK_POSITIONS + 1
 
 
-def shared_prompts(prompt_keys, prompt_values, sources, prompt_lengths, new_positions: int):
+def shared_prompts(
+    prompt_keys, prompt_values, sources, prompt_lengths, new_positions: int, prompt_ends=None
+):
     """A layer's cache for rows that continue shared prompts.
 
     Args:
@@ -82,14 +84,20 @@ def shared_prompts(prompt_keys, prompt_values, sources, prompt_lengths, new_posi
         prompt_lengths: int `[B]`, the length of that prompt: the row's own positions start
             there.
         new_positions: how many positions a row adds after its prompt.
+        prompt_ends: int `[B]`, the step index (`cache_update_index`) at which each row's
+            first own position comes; `prompt_lengths` when None. With every prompt ending
+            at the same index, rows of different prompt lengths all decode from the first
+            step (`row_positions`).
 
     Returns:
         A dict: `prompt_keys` `[heads, prompts, head_dim, prompt positions]` and
         `prompt_values` `[heads, prompts, prompt positions, head_dim]`, the layouts in which
         the products of a step over all prompts read them without a copy; `keys` and
         `values` `[B, heads, new_positions, head_dim]`, a row's own positions from its
-        prompt's end (`write_rows`); `sources` and `prompt_lengths`.
+        prompt's end (`write_rows`); `sources`, `prompt_lengths` and `prompt_ends`.
     """
+    prompt_lengths = ops.convert_to_tensor(prompt_lengths, "int32")
+    prompt_ends = prompt_lengths if prompt_ends is None else prompt_ends
     _, _, heads, _, head_dim = ops.shape(prompt_keys)
     own = [ops.shape(sources)[0], heads, new_positions, head_dim]
     return {
@@ -98,8 +106,15 @@ def shared_prompts(prompt_keys, prompt_values, sources, prompt_lengths, new_posi
         "keys": ops.zeros(own, prompt_keys.dtype),
         "values": ops.zeros(own, prompt_keys.dtype),
         "sources": ops.convert_to_tensor(sources, "int32"),
-        "prompt_lengths": ops.convert_to_tensor(prompt_lengths, "int32"),
+        "prompt_lengths": prompt_lengths,
+        "prompt_ends": ops.convert_to_tensor(prompt_ends, "int32"),
     }
+
+
+def row_positions(shared, index):
+    """`[B]`: the position in its own sequence of each row of a `shared_prompts` cache at step
+    `index` (its prompt's length where its prompt ends)."""
+    return index - shared["prompt_ends"] + shared["prompt_lengths"]
 
 
 def write_rows(cache, update, offsets):
