@@ -144,8 +144,9 @@ class CompletionGenerator:
         chunk_size: decoding steps between two host checks for stop sequences.
         jit_compile: compile the prefill and decoding steps with XLA.
         share_prompts: rows continuing the same prompt share its key/value cache: each step
-            reads a prompt once for all its rows, and a row keeps only its own
-            `max_new_tokens` positions. A step multiplies every row with every prompt of its
+            reads a prompt once for all its rows, a row keeps only its own `max_new_tokens`
+            positions, and every row decodes from the first step, whatever the lengths of
+            the other prompts of its batch. A step multiplies every row with every prompt of its
             batch, so this pays with several samples of each prompt (`SHARE_PROMPTS_FROM`).
             The rounding of the attention differs between the two, so samples drawn with and
             without it may differ where two tokens' probabilities all but tie.
