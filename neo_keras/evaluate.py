@@ -226,6 +226,8 @@ class ModelSamples:
     @property
     def settings(self) -> dict:
         """What decides the completions: a resumed run must have the same."""
+        from neo_keras.generation import token_choice
+
         config = self.config
         return {
             "model": config.model,
@@ -240,6 +242,7 @@ class ModelSamples:
             "seed": config.seed,
             "max_new_tokens": config.max_new_tokens,
             "stop_sequences": list(self.stops),
+            "token_choice": token_choice.VERSION,
         }
 
     def _load(self):

@@ -2,7 +2,8 @@
 
 keras-hub's `TopPSampler` sorts all probabilities at every step. Under XLA on a CPU that sort
 costs more than the model's forward pass (50k tokens per row); here each row's boundary
-probability is found by bisection instead, with a fixed number of vectorised passes. The
+probability is found by bisection instead, with a fixed number of vectorised passes (top-p
+sampling needs it only for the rare row that `token_choice.nucleus_draw` cannot settle). The
 tokens kept are those a sort keeps: top-k keeps the tokens with fewer than k tokens more
 likely (and so all tied with the k-th), top-p those with at most p of the mass on more likely
 tokens, the smallest set reaching p. `k` and `p` may be numbers or tensors (a SavedModel's

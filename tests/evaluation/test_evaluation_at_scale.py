@@ -127,6 +127,13 @@ def test_a_rerun_with_other_settings_is_refused_until_overwrite(model, reference
     with pytest.raises(ResumeError, match="stop_sequences"):
         run_evaluate(f"--model={model}", *SAMPLING, "--stop_sequences=", f"--output_dir={output}")
     assert files(output) == before
+    # Samples drawn by an earlier mapping from draws to tokens are not mixed with this one's.
+    settings_file = output / "settings.json"
+    settings = json.loads(settings_file.read_text())
+    settings_file.write_text(json.dumps({**settings, "token_choice": 1}))
+    with pytest.raises(ResumeError, match="token_choice=1, and this one has token_choice=2"):
+        run_evaluate(f"--model={model}", *SAMPLING, f"--output_dir={output}")
+    settings_file.write_text(json.dumps(settings))
     run_evaluate(f"--model={model}", *SAMPLING, "--seed=6", "--overwrite", f"--output_dir={output}")
     assert files(output) != before
 

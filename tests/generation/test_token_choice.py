@@ -159,3 +159,37 @@ def test_a_draw_on_a_block_boundary_never_picks_a_token_of_no_mass():
     for run in (invert_cumulative, tf.function(invert_cumulative, jit_compile=True)):
         token = int(run(tf.constant(probabilities), tf.constant([draw]))[0])
         assert probabilities[0, token] > 0, token
+
+
+def nucleus_of(probabilities: np.ndarray, p: float) -> np.ndarray:
+    """The tokens with at most `p` of their row's mass on more likely tokens."""
+    above = (probabilities[:, None, :] > probabilities[:, :, None]) * probabilities[:, None, :]
+    return above.sum(-1) <= p
+
+
+def test_a_rows_nucleus_token_does_not_depend_on_the_rows_beside_it():
+    """A row drawn outside its nucleus draws again; the rows that kept their token keep it,
+    however many draws the others take."""
+    rng = np.random.default_rng(5)
+    flat = rng.normal(scale=0.1, size=(12, 300))  # a small nucleus of a flat row: many draws
+    peaked = rng.normal(scale=4.0, size=(12, 300))
+    logits = tf.constant(np.concatenate([peaked, flat]).astype("float32"))
+    draws = draws_for(24)
+    together = np.asarray(sample_tokens(logits, tf.constant(draws), 1.0, 0, 0.2))
+    alone = [
+        int(sample_tokens(logits[r : r + 1], tf.constant(draws[r : r + 1]), 1.0, 0, 0.2)[0])
+        for r in range(24)
+    ]
+    np.testing.assert_array_equal(together, alone)
+    probabilities = np.asarray(tf.nn.softmax(logits))
+    assert nucleus_of(probabilities, 0.2)[np.arange(24), together].all()
+
+
+def test_rows_outside_the_nucleus_at_every_draw_still_take_a_token_of_it():
+    """A nucleus of one token in a flat distribution of 400: most rows miss it at all eight
+    draws from the whole distribution, and take it from the nucleus found by bisection."""
+    logits = np.zeros((64, 400), "float32")
+    logits[:, 7] = 0.5
+    for run in (sample_tokens, tf.function(sample_tokens, jit_compile=True)):
+        tokens = run(tf.constant(logits), tf.constant(draws_for(64)), 1.0, 0, 0.001)
+        assert np.asarray(tokens).tolist() == [7] * 64
