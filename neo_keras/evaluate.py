@@ -229,6 +229,7 @@ class ModelSamples:
         from neo_keras.generation import token_choice
 
         config = self.config
+        sampled_top_p = config.top_p < 1 and not config.greedy
         return {
             "model": config.model,
             "model_source": self.model_source,
@@ -242,7 +243,8 @@ class ModelSamples:
             "seed": config.seed,
             "max_new_tokens": config.max_new_tokens,
             "stop_sequences": list(self.stops),
-            "token_choice": token_choice.VERSION,
+            # Only top-p sampling changed its tokens for a seed (version 2).
+            "token_choice": token_choice.VERSION if sampled_top_p else None,
         }
 
     def _load(self):

@@ -13,10 +13,10 @@ the kept tokens: exact sampling of the categorical distribution at 2^-24 resolut
 pass over the vocabulary and no sort. Temperature, then top-k, then top-p over the top-k
 tokens renormalized (`nucleus`), shape the distribution, in the order of `transformers`'
 logits processors; greedy decoding takes the most likely token. Top-p draws from the whole
-distribution and keeps a token of the nucleus (`nucleus_draw`), drawing again from a hash of
-the row's draw otherwise: the same tokens, for one pass over the vocabulary where finding the
-nucleus's boundary takes thirty. `VERSION` names this mapping from draws to tokens: it changes
-when the same seed would give other tokens.
+distribution and keeps a token of the nucleus (`nucleus_draw`), taking the row's next draw
+for the same token otherwise: the nucleus's distribution, for one pass over the vocabulary
+where finding its boundary takes thirty. `VERSION` names this mapping from draws to tokens:
+it changes when the same seed would give other tokens.
 """
 
 from __future__ import annotations
@@ -39,6 +39,9 @@ _CDF_BLOCK = 256
 VERSION = 2
 # Draws a row may take from the whole distribution before its nucleus is found by bisection.
 _NUCLEUS_ATTEMPTS = 8
+# A row's draws for one token: a try from the whole distribution each, and a last one from the
+# nucleus found by bisection.
+DRAWS_PER_TOKEN = _NUCLEUS_ATTEMPTS + 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,15 +101,21 @@ def seeded_row_keys(seed, rows) -> tf.Tensor:
 
 
 def uniform_draws(keys: tf.Tensor, steps: tf.Tensor) -> tf.Tensor:
-    """Each row's draw in [0, 1) for its `steps`-th new token: `[rows]` float32.
+    """Each row's draws in [0, 1) for its `steps`-th new token: `[rows, DRAWS_PER_TOKEN]`
+    float32. The first picks the token; top-p takes the others only for a token outside the
+    nucleus (`nucleus_draw`).
 
     Args:
         keys: `[rows, 2]` uint32 from `row_keys`.
         steps: `[rows]` int32, how many tokens the row has generated before this one.
     """
     counter = tf.cast(steps, tf.uint32) * tf.constant(_GOLDEN, tf.uint32)
-    bits = _mix(tf.bitwise.bitwise_xor(keys[:, 0], _mix(counter + keys[:, 1])))
-    return _to_uniform(bits)
+    # Each further draw as though by a key of its own; the first keeps the row's key.
+    attempts = tf.cast(tf.range(DRAWS_PER_TOKEN), tf.uint32)
+    salts = _mix(attempts * tf.constant(_GOLDEN, tf.uint32))
+    keyed = tf.bitwise.bitwise_xor(keys[:, :1], salts[None, :])
+    stream = _mix(counter + keys[:, 1])[:, None]
+    return _to_uniform(_mix(tf.bitwise.bitwise_xor(keyed, stream)))
 
 
 def _to_uniform(bits: tf.Tensor) -> tf.Tensor:
@@ -120,7 +129,8 @@ def choose_tokens(logits: tf.Tensor, draws: tf.Tensor, settings: SamplingSetting
 
     Args:
         logits: `[rows, vocabulary]`.
-        draws: `[rows]` uniform draws in [0, 1) (`uniform_draws`); unused when greedy.
+        draws: `[rows, DRAWS_PER_TOKEN]` uniform draws in [0, 1) (`uniform_draws`); unused
+            when greedy.
         settings: temperature, top-k, top-p or greedy.
     """
     if settings.greedy:
@@ -149,7 +159,7 @@ def sample_tokens(logits: tf.Tensor, draws: tf.Tensor, temperature, top_k, top_p
         probabilities = tf.where(top_k_mask(probabilities, top_k), probabilities, 0.0)
         probabilities /= tf.reduce_sum(probabilities, axis=-1, keepdims=True)
     if isinstance(top_p, int | float) and top_p >= 1:
-        return invert_cumulative(probabilities, draws)
+        return invert_cumulative(probabilities, draws[:, 0])
     return nucleus_draw(probabilities, draws, top_p)
 
 
@@ -158,9 +168,9 @@ def nucleus_draw(probabilities: tf.Tensor, draws: tf.Tensor, p) -> tf.Tensor:
 
     A token drawn from the whole distribution is kept when it lies in the nucleus, that is
     when at most `p` of the mass lies on more likely tokens (one pass over the vocabulary);
-    a row whose token lies outside draws again, from a draw derived from its own. What is
-    kept follows the nucleus renormalized exactly, as rejection sampling does, and a row's
-    token depends on its own draw alone, not on the rows beside it. Finding the nucleus's
+    a row whose token lies outside takes its next draw (`draws`, `[rows, DRAWS_PER_TOKEN]`).
+    What is kept follows the nucleus renormalized, as rejection sampling does, and a row's
+    token depends on its own draws alone, not on the rows beside it. Finding the nucleus's
     boundary first takes some thirty passes (`nucleus_mask`); at p = 0.95 most rows keep
     their first token, and choosing the tokens of 20 rows over 50k took 1.2 ms a step
     instead of 6.0 on a CPU. The few rows still outside after `_NUCLEUS_ATTEMPTS` draws (at
@@ -174,11 +184,11 @@ def nucleus_draw(probabilities: tf.Tensor, draws: tf.Tensor, p) -> tf.Tensor:
         return tf.logical_or(above <= p, tf.greater_equal(p, 1.0))
 
     def attempt(number, tokens, kept):
-        candidates = _invert(cumulative, _redraw(draws, number))
+        candidates = _invert(cumulative, tf.gather(draws, number, axis=1))
         take = tf.logical_and(tf.logical_not(kept), in_nucleus(candidates))
         return number + 1, tf.where(take, candidates, tokens), tf.logical_or(kept, take)
 
-    first = _invert(cumulative, draws)
+    first = _invert(cumulative, draws[:, 0])
     _, tokens, kept = tf.while_loop(
         lambda number, _, kept: tf.logical_and(
             number < _NUCLEUS_ATTEMPTS, tf.logical_not(tf.reduce_all(kept))
@@ -189,18 +199,10 @@ def nucleus_draw(probabilities: tf.Tensor, draws: tf.Tensor, p) -> tf.Tensor:
 
     def from_the_bisected_nucleus():
         nucleus = tf.where(nucleus_mask(probabilities, p), probabilities, 0.0)
-        last = invert_cumulative(nucleus, _redraw(draws, _NUCLEUS_ATTEMPTS))
+        last = invert_cumulative(nucleus, draws[:, _NUCLEUS_ATTEMPTS])
         return tf.where(kept, tokens, last)
 
     return tf.cond(tf.reduce_all(kept), lambda: tokens, from_the_bisected_nucleus)
-
-
-def _redraw(draws: tf.Tensor, number) -> tf.Tensor:
-    """The `number`-th further draw in [0, 1) of each row, a hash of its first draw."""
-    bits = tf.cast(draws * (1 << _UNIFORM_BITS), tf.uint32)
-    counter = tf.cast(number, tf.uint32) * tf.constant(_GOLDEN, tf.uint32)
-    mixed = _mix(tf.bitwise.bitwise_xor(_mix(bits + counter), counter))
-    return _to_uniform(mixed)
 
 
 def invert_cumulative(probabilities: tf.Tensor, draws: tf.Tensor) -> tf.Tensor:

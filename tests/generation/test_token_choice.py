@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from neo_keras.generation.token_choice import (
+    DRAWS_PER_TOKEN,
     SamplingSettings,
     choose_tokens,
     invert_cumulative,
@@ -35,18 +36,23 @@ def test_a_rows_draws_depend_on_its_key_and_step_only():
     # The same key and step draw the same, wherever the row sits and whatever is beside it.
     alone = uniform_draws(tf.constant(keys[2:]), tf.constant([5]))
     together = uniform_draws(tf.constant(keys[::-1]), tf.constant([5, 5, 5]))
-    assert float(alone[0]) == float(together[0])
+    np.testing.assert_array_equal(np.asarray(alone)[0], np.asarray(together)[0])
     compiled = tf.function(uniform_draws, jit_compile=True)(tf.constant(keys), tf.constant([5] * 3))
     np.testing.assert_array_equal(np.asarray(compiled), np.asarray(together)[::-1])
     assert not np.array_equal(draws_for(3, step=0), draws_for(3, step=1))
     assert not np.array_equal(draws_for(3, seed=1), draws_for(3, seed=2))
 
 
-def test_draws_are_uniform():
+def test_draws_are_uniform_and_apart():
     draws = draws_for(20000)
+    assert draws.shape == (20000, DRAWS_PER_TOKEN)
     assert draws.min() >= 0.0 and draws.max() < 1.0
-    counts = np.histogram(draws, bins=10, range=(0, 1))[0]
-    assert counts.min() > 1800 and counts.max() < 2200
+    for column in draws.T:
+        counts = np.histogram(column, bins=10, range=(0, 1))[0]
+        assert counts.min() > 1800 and counts.max() < 2200
+    # A row's draws for one token are not tied to each other.
+    correlations = np.corrcoef(draws.T)[np.triu_indices(DRAWS_PER_TOKEN, 1)]
+    assert np.abs(correlations).max() < 0.03
 
 
 @pytest.mark.parametrize(
@@ -81,7 +87,9 @@ def kept_tokens(logits: np.ndarray, settings: SamplingSettings) -> np.ndarray:
     grid = np.linspace(0, 1, 4001, endpoint=False, dtype="float32")
     kept = np.zeros((rows, vocabulary), bool)
     for draw in grid[:: len(grid) // 400]:
-        tokens = choose_tokens(tf.constant(logits), tf.fill([rows], draw), settings)
+        tokens = choose_tokens(
+            tf.constant(logits), tf.fill([rows, DRAWS_PER_TOKEN], draw), settings
+        )
         kept[np.arange(rows), np.asarray(tokens)] = True
     return kept
 
@@ -175,12 +183,13 @@ def test_a_rows_nucleus_token_does_not_depend_on_the_rows_beside_it():
     peaked = rng.normal(scale=4.0, size=(12, 300))
     logits = tf.constant(np.concatenate([peaked, flat]).astype("float32"))
     draws = draws_for(24)
-    together = np.asarray(sample_tokens(logits, tf.constant(draws), 1.0, 0, 0.2))
-    alone = [
-        int(sample_tokens(logits[r : r + 1], tf.constant(draws[r : r + 1]), 1.0, 0, 0.2)[0])
-        for r in range(24)
-    ]
-    np.testing.assert_array_equal(together, alone)
+    for run in (sample_tokens, tf.function(sample_tokens, jit_compile=True)):
+        together = np.asarray(run(logits, tf.constant(draws), 1.0, 0, 0.2))
+        alone = [
+            int(run(logits[r : r + 1], tf.constant(draws[r : r + 1]), 1.0, 0, 0.2)[0])
+            for r in range(24)
+        ]
+        np.testing.assert_array_equal(together, alone)
     probabilities = np.asarray(tf.nn.softmax(logits))
     assert nucleus_of(probabilities, 0.2)[np.arange(24), together].all()
 
@@ -193,3 +202,18 @@ def test_rows_outside_the_nucleus_at_every_draw_still_take_a_token_of_it():
     for run in (sample_tokens, tf.function(sample_tokens, jit_compile=True)):
         tokens = run(tf.constant(logits), tf.constant(draws_for(64)), 1.0, 0, 0.001)
         assert np.asarray(tokens).tolist() == [7] * 64
+
+
+def test_rows_that_reach_the_bisection_draw_from_the_nucleus_renormalized():
+    """Three likely tokens among 400 hold 4% of the mass: most rows miss them at all eight
+    draws, and the draw from the nucleus found by bisection must still follow their odds."""
+    weights = np.ones(400)
+    weights[-3:] = [8, 6, 4]
+    rows = 8000
+    logits = np.tile(np.log(weights / weights.sum()), (rows, 1)).astype("float32")
+    tokens = np.asarray(
+        sample_tokens(tf.constant(logits), tf.constant(draws_for(rows)), 1.0, 0, 0.04)
+    )
+    frequencies = np.bincount(tokens, minlength=400)[-3:] / rows
+    assert frequencies.sum() == 1.0
+    np.testing.assert_allclose(frequencies, np.array([8, 6, 4]) / 18, atol=0.02)
