@@ -28,14 +28,14 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from neo_keras.generation.nucleus import nucleus_mask, top_k_mask
+from neo_keras.generation.nucleus import in_nucleus, nucleus_mask, top_k_mask
 
 # Murmur3's 32-bit finalizer constants, and the golden ratio step between counters.
 _MIX_1, _MIX_2, _GOLDEN = 0x85EBCA6B, 0xC2B2AE35, 0x9E3779B9
 _UNIFORM_BITS = 24
 _CDF_BLOCK = 256
-# Raised when the same seed and settings would choose other tokens: a run resumed across it
-# would mix two samplers' completions.
+# Incremented when the same seed and settings would choose other tokens: a run resumed across
+# it would mix two samplers' completions.
 VERSION = 2
 # Draws a row may take from the whole distribution before its nucleus is found by bisection.
 _NUCLEUS_ATTEMPTS = 8
@@ -178,14 +178,9 @@ def nucleus_draw(probabilities: tf.Tensor, draws: tf.Tensor, p) -> tf.Tensor:
     """
     cumulative = _blocked_cumulative(probabilities)
 
-    def in_nucleus(tokens):
-        chosen = tf.gather(probabilities, tokens, batch_dims=1)[:, None]
-        above = tf.reduce_sum(tf.where(probabilities > chosen, probabilities, 0.0), axis=-1)
-        return tf.logical_or(above <= p, tf.greater_equal(p, 1.0))
-
     def attempt(number, tokens, kept):
         candidates = _invert(cumulative, tf.gather(draws, number, axis=1))
-        take = tf.logical_and(tf.logical_not(kept), in_nucleus(candidates))
+        take = tf.logical_and(tf.logical_not(kept), in_nucleus(probabilities, candidates, p))
         return number + 1, tf.where(take, candidates, tokens), tf.logical_or(kept, take)
 
     first = _invert(cumulative, draws[:, 0])
@@ -194,7 +189,7 @@ def nucleus_draw(probabilities: tf.Tensor, draws: tf.Tensor, p) -> tf.Tensor:
             number < _NUCLEUS_ATTEMPTS, tf.logical_not(tf.reduce_all(kept))
         ),
         attempt,
-        (tf.constant(1), first, in_nucleus(first)),
+        (tf.constant(1), first, in_nucleus(probabilities, first, p)),
     )
 
     def from_the_bisected_nucleus():
