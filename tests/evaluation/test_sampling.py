@@ -187,6 +187,18 @@ def test_compiled_once_per_shape_bucket(model):
     assert generator.stats.generated_tokens > 0
 
 
+def test_further_shape_buckets_are_compiled_without_tracing_again(model):
+    # A prompt a bucket: the steps are traced for the first and, with the lengths left open,
+    # for the second; XLA compiles each shape.
+    generator = make_generator(model, batch_size=1, bucket_size=4)
+    prompts = ["x", "def add(a, b):\n", "class Stack:\n    def __init__(self):\n"]
+    assert len({-(-len(generator._encode(prompt)) // 4) for prompt in prompts}) == 3
+    generator.generate(prompts)
+    assert len(generator.stats.compile_seconds) == 3
+    assert generator._decode.experimental_get_tracing_count() == 2
+    assert generator._prefill.experimental_get_tracing_count() == 2
+
+
 def test_a_prompt_too_long_keeps_its_end(greedy):
     long_prompt = "def add(a, b):\n    return a + b\n" * 10
     assert len(greedy.tokenizer.tokenize(long_prompt)) > MAX_POSITIONS
