@@ -177,7 +177,8 @@ class GPTNeoAttention(keras.layers.Layer):
                 kv_cache.write(part, ops.transpose(new, (0, 2, 1, 3)), index)
                 for part, new in zip(cache, (key, value), strict=True)
             )
-            if hidden_states.shape[1] == 1:  # a decoding step (static: one program each)
+            # One position, a decoding step; a prefill traced for any length has no static one.
+            if hidden_states.shape[1] == 1:
                 context = self._step_context(query, *cache, index)
                 context = ops.reshape(context, ops.shape(hidden_states))
                 return self.output_dense(context), cache
