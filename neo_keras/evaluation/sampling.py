@@ -236,13 +236,13 @@ class CompletionGenerator:
         # shape, but each further bucket of prompt lengths saves tracing the model in Python
         # (3 of 8 s a shape at the 125M shape on a CPU). A TPU program keeps to its shapes.
         relaxed = not isinstance(self.strategy, tf.distribute.TPUStrategy)
-        self._prefill, self._decode, self._head_kernel = (
+        self._prefill, self._decode, self._kernels = (
             tf.function(step, jit_compile=jit_compile, autograph=False, reduce_retracing=relaxed)
-            for step in (self._prefill_step, self._decode_steps, model.head_kernel)
+            for step in (self._prefill_step, self._decode_steps, model.decode_kernels)
         )
-        self._prefill_all, self._decode_all, self._head_kernel_all = (
+        self._prefill_all, self._decode_all, self._kernels_all = (
             self._on_every_replica(step, relaxed)
-            for step in (self._prefill, self._decode, self._head_kernel)
+            for step in (self._prefill, self._decode, self._kernels)
         )
         self._compiled_shapes: set[tuple[int, ...]] = set()
 
@@ -296,7 +296,7 @@ class CompletionGenerator:
         return self.model.cache_rows(cache, sources)
 
     def _decode_steps(
-        self, token_ids, cache, index, prompt_mask, prompt_ends, keys, finished, head_kernel
+        self, token_ids, cache, index, prompt_mask, prompt_ends, keys, finished, kernels
     ):
         """Up to `chunk_size` steps from position `index`; stops early once all rows finished."""
 
@@ -312,7 +312,7 @@ class CompletionGenerator:
             stop_token_ids=self.stop_token_ids,
             pad_token_id=self.pad_token_id,
             max_steps=self.chunk_size,
-            head_kernel=head_kernel,
+            kernels=kernels,
         )
 
     # ------------------------------------------------------------------ host side
@@ -367,7 +367,7 @@ class CompletionGenerator:
         batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
         distinct = max((len({requests[r].prompt for r in rows}) for rows in batches), default=1)
         stops = tuple(stop_sequences)
-        head_kernel = self._head_kernel_all()  # held while the stream runs
+        kernels = self._kernels_all(batch_size)  # held while the stream runs
         with tqdm(
             total=len(requests), desc="generating", unit="sample", disable=not progress
         ) as bar:
@@ -376,7 +376,7 @@ class CompletionGenerator:
                 packed = self._pack_group(group, requests, encoded, batch_size, distinct)
                 finished = []
                 for batch, completions in zip(
-                    packed, self._run(packed, stops, head_kernel), strict=True
+                    packed, self._run(packed, stops, kernels), strict=True
                 ):
                     for row, completion in zip(batch.rows, completions, strict=True):
                         finished.append((requests[row], completion))
@@ -484,16 +484,14 @@ class CompletionGenerator:
         end = self._per_replica([np.int32(b.token_ids.shape[1]) for b in packed])
         finished = self._per_replica([b.finished for b in packed])
         outputs = self._decode_all(
-            inputs["token_ids"], cache, end, *inputs["rest"], finished, inputs["head_kernel"]
+            inputs["token_ids"], cache, end, *inputs["rest"], finished, inputs["kernels"]
         )
         self._local(outputs[0])
         name = "x".join(str(n) for n in packed[0].token_ids.shape)
         self.stats.compile_seconds[name] = round(time.perf_counter() - started, 3)
         self._compiled_shapes.add(packed[0].shape)
 
-    def _run(
-        self, packed: list[_Batch], stop_sequences: tuple[str, ...], head_kernel
-    ) -> list[list]:
+    def _run(self, packed: list[_Batch], stop_sequences: tuple[str, ...], kernels) -> list[list]:
         """Decodes one batch per replica until every row has stopped; their completions."""
         token_ids = self._per_replica([b.token_ids for b in packed])
         inputs = {
@@ -507,7 +505,7 @@ class CompletionGenerator:
                 self._per_replica([getattr(b, name) for b in packed])
                 for name in ("prompt_mask", "prompt_ends", "keys")
             ),
-            "head_kernel": head_kernel,
+            "kernels": kernels,
         }
         self._compile_for(packed, inputs)
         started = time.perf_counter()
@@ -525,7 +523,7 @@ class CompletionGenerator:
                 index,
                 *inputs["rest"],
                 self._per_replica(finished),
-                head_kernel,
+                kernels,
             )
             ids, positions = self._local(token_ids), self._local(index)
             stopped = self._local(in_graph_finished)

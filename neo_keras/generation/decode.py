@@ -28,13 +28,13 @@ def decode_steps(
     stop_token_ids: Sequence[int] = (),
     pad_token_id: int = 0,
     max_steps: int | None = None,
-    head_kernel=None,
+    kernels=None,
 ):
     """Decodes from position `index` until every row has finished, or for `max_steps` steps.
 
     Args:
-        model: a causal LM with `call_with_cache(token_ids, cache, index, head_kernel)` and
-            `head_kernel()`.
+        model: a causal LM with `call_with_cache(token_ids, cache, index, kernels)` and
+            `decode_kernels(rows)`.
         token_ids: int `[rows, length]`: the prompts, then anything (overwritten).
         cache: the model's key/value cache, filled up to position `index - 1`.
         index: the position the next token goes to (a scalar).
@@ -46,15 +46,15 @@ def decode_steps(
         pad_token_id: what finished rows write.
         max_steps: at most this many steps (so a caller can look at the rows between calls);
             None runs to the end.
-        head_kernel: the model's `head_kernel()`, from a caller that decodes in several
+        kernels: the model's `decode_kernels(rows)`, from a caller that decodes in several
             calls; made here, once for all the steps, when None.
 
     Returns:
         `(token_ids, cache, index, finished)` where the loop stopped.
     """
     rows, length = ops.shape(token_ids)[0], ops.shape(token_ids)[1]
-    if head_kernel is None:
-        head_kernel = model.head_kernel()
+    if kernels is None:
+        kernels = model.decode_kernels(token_ids.shape[0])
 
     def keep_going(token_ids, cache, index, finished):
         return ops.logical_and(index < length, ops.logical_not(ops.all(finished)))
@@ -63,7 +63,7 @@ def decode_steps(
         # Position `index - 1` holds the last token chosen (or a prompt token): running it
         # extends the cache and gives the distribution of position `index`.
         previous = ops.slice(token_ids, [0, index - 1], [rows, 1])
-        logits, _, cache = model.call_with_cache(previous, cache, index - 1, head_kernel)
+        logits, _, cache = model.call_with_cache(previous, cache, index - 1, kernels)
         chosen = ops.where(finished, pad_token_id, choose(logits[:, 0, :], index))
         in_prompt = prompt_mask[:, index]
         next_token = ops.where(in_prompt, token_ids[:, index], chosen)

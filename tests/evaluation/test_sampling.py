@@ -131,6 +131,16 @@ def test_rows_sharing_their_prompts_generate_what_each_prompt_does_alone(model, 
         assert completions == [alone[prompt]] * 3, prompt
 
 
+@pytest.mark.parametrize("share_prompts", [False, True], ids=["copied", "shared"])
+def test_rows_as_columns_generate_what_each_prompt_does_alone(model, alone, share_prompts):
+    # 16 rows: on a CPU, each decoding step takes the rows as columns (`columns`).
+    assert "layers" in model.decode_kernels(16)
+    generator = make_generator(model, stop_token_ids=(), share_prompts=share_prompts, batch_size=16)
+    together = generator.generate(PROMPTS, num_samples=4)
+    for prompt, completions in zip(PROMPTS, together, strict=True):
+        assert completions == [alone[prompt]] * 4, prompt
+
+
 def requests_of(prompts, num_samples) -> list[Request]:
     return [Request(p, f"task/{i}", s) for i, p in enumerate(prompts) for s in range(num_samples)]
 

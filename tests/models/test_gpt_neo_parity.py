@@ -186,3 +186,28 @@ def test_score_refuses_loss_without_targets(pair):
     _, keras_model = pair
     with pytest.raises(ValueError, match="target_ids"):
         keras_model.score(np.ones((1, 4), "int32"), scoring_mode="loss")
+
+
+def test_greedy_generation_of_rows_as_columns_matches_transformers(pair):
+    """16 rows: on a CPU, a decoding step takes the rows as columns (`columns`)."""
+    torch_model, keras_model = pair
+    assert "layers" in keras_model.decode_kernels(16)
+    rng = np.random.default_rng(6)
+    prompts = rng.integers(1, torch_model.config.vocab_size, size=(16, 6)).astype("int32")
+    new_tokens = 14
+    with torch.no_grad():
+        expected = torch_model.generate(
+            torch.from_numpy(prompts).long(),
+            attention_mask=torch.ones_like(torch.from_numpy(prompts)),
+            max_new_tokens=new_tokens,
+            do_sample=False,
+            eos_token_id=None,
+            pad_token_id=0,
+        ).numpy()
+    keras_model.compile(sampler="greedy")
+    token_ids = np.zeros((16, prompts.shape[1] + new_tokens), "int32")
+    token_ids[:, : prompts.shape[1]] = prompts
+    generated = keras_model.generate(
+        {"token_ids": token_ids, "padding_mask": token_ids > 0}, stop_token_ids=None
+    )
+    np.testing.assert_array_equal(np.asarray(generated["token_ids"]), expected)

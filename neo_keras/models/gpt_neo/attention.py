@@ -161,8 +161,10 @@ class GPTNeoAttention(keras.layers.Layer):
         value = self._split_heads(self.value_dense(hidden_states))
         query_length = ops.shape(hidden_states)[1]
 
-        if isinstance(cache, dict):
-            return self._shared_prompt_step(query, key, value, cache, cache_update_index)
+        # One position, a decoding step; a prefill traced for any length has no static one.
+        if isinstance(cache, dict) or (cache is not None and hidden_states.shape[1] == 1):
+            context, cache = self.step(query, key, value, cache, cache_update_index)
+            return self.output_dense(context), cache
         if cache is None:
             query_positions = ops.arange(query_length)
             key_positions = query_positions
@@ -173,15 +175,7 @@ class GPTNeoAttention(keras.layers.Layer):
             # the layout the score and context products read as it is: by position, XLA
             # copied (transposed) the whole cache of every layer at every decoding step.
             index = ops.convert_to_tensor(cache_update_index, "int32")
-            cache = tuple(
-                kv_cache.write(part, ops.transpose(new, (0, 2, 1, 3)), index)
-                for part, new in zip(cache, (key, value), strict=True)
-            )
-            # One position, a decoding step; a prefill traced for any length has no static one.
-            if hidden_states.shape[1] == 1:
-                context = self._step_context(query, *cache, index)
-                context = ops.reshape(context, ops.shape(hidden_states))
-                return self.output_dense(context), cache
+            cache = self._write(cache, key, value, index)
             key, value = kv_cache.positions(cache[0]), kv_cache.positions(cache[1])
             query_positions = ops.arange(query_length) + index
             key_positions = ops.arange(ops.shape(key)[2])
@@ -198,6 +192,30 @@ class GPTNeoAttention(keras.layers.Layer):
         context = ops.reshape(context, ops.shape(hidden_states))
         output = self.output_dense(context)
         return output if cache is None else (output, cache)
+
+    def step(self, query, key, value, cache, cache_update_index):
+        """One decoding step: the context `[B, 1, hidden]` of one position a row, before the
+        output projection, and the updated cache.
+
+        `query`, `key` and `value` are the step's projections, `[B, 1, heads, head_dim]`;
+        `cache` is this layer's blocks (`kv_cache.empty`), the key and value written at
+        `cache_update_index`, or a cache of shared prompts (`kv_cache.shared_prompts`).
+        """
+        if isinstance(cache, dict):
+            return self._shared_prompt_step(query, key, value, cache, cache_update_index)
+        index = ops.convert_to_tensor(cache_update_index, "int32")
+        cache = self._write(cache, key, value, index)
+        context = self._step_context(query, *cache, index)
+        rows = ops.shape(query)[0]
+        return ops.reshape(context, (rows, 1, self.num_heads * self.head_dim)), cache
+
+    def _write(self, cache, key, value, index):
+        """This layer's `(keys, values)` blocks with `key` and `value` `[B, T, heads,
+        head_dim]` written from position `index`."""
+        return tuple(
+            kv_cache.write(part, ops.transpose(new, (0, 2, 1, 3)), index)
+            for part, new in zip(cache, (key, value), strict=True)
+        )
 
     def _context(self, query, key, value, mask, scores_equation, context_equation):
         """softmax(query . key, unscaled, in float32, masked) . value."""
@@ -260,7 +278,7 @@ class GPTNeoAttention(keras.layers.Layer):
 
     def _shared_prompt_step(self, query, key, value, cache, index):
         """One position a row, over its prompt, shared with other rows, and its own positions
-        (`kv_cache.shared_prompts`). Returns `(output, updated_cache)`."""
+        (`kv_cache.shared_prompts`). Returns `(context, updated_cache)`."""
         if query.shape[1] != 1:
             raise ValueError(
                 f"A cache of shared prompts takes one position a step, got {query.shape[1]}; "
@@ -294,8 +312,7 @@ class GPTNeoAttention(keras.layers.Layer):
             ops.cast(choice, self.compute_dtype) * ops.expand_dims(prompt_probs, 1),
             cache["prompt_values"],
         ) + ops.einsum("bhqk,bhkd->bhqd", own_probs, cache["values"])
-        context = ops.reshape(ops.transpose(context, (0, 2, 1, 3)), (rows, 1, -1))
-        return self.output_dense(context), cache
+        return ops.reshape(ops.transpose(context, (0, 2, 1, 3)), (rows, 1, -1)), cache
 
     def _shared_prompt_mask(self, positions, prompt_lengths, prompt_positions, own_positions):
         """`[B, prompt_positions + own_positions]`: True on the keys each row's query, at
