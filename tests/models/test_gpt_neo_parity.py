@@ -116,9 +116,10 @@ def assert_greedy_tokens_match(torch_model, keras_model, prompt, new_tokens: int
             eos_token_id=None,  # generate every token, as the Keras side does
             pad_token_id=0,
         ).numpy()
-    assert expected.shape == (1, prompt.shape[1] + new_tokens)
+    rows = prompt.shape[0]
+    assert expected.shape == (rows, prompt.shape[1] + new_tokens)
     keras_model.compile(sampler="greedy")
-    token_ids = np.zeros((1, prompt.shape[1] + new_tokens), "int32")
+    token_ids = np.zeros((rows, prompt.shape[1] + new_tokens), "int32")
     token_ids[:, : prompt.shape[1]] = prompt
     padding_mask = np.zeros(token_ids.shape, bool)
     padding_mask[:, : prompt.shape[1]] = True
@@ -194,20 +195,4 @@ def test_greedy_generation_of_rows_as_columns_matches_transformers(pair):
     assert "layers" in keras_model.decode_kernels(16)
     rng = np.random.default_rng(6)
     prompts = rng.integers(1, torch_model.config.vocab_size, size=(16, 6)).astype("int32")
-    new_tokens = 14
-    with torch.no_grad():
-        expected = torch_model.generate(
-            torch.from_numpy(prompts).long(),
-            attention_mask=torch.ones_like(torch.from_numpy(prompts)),
-            max_new_tokens=new_tokens,
-            do_sample=False,
-            eos_token_id=None,
-            pad_token_id=0,
-        ).numpy()
-    keras_model.compile(sampler="greedy")
-    token_ids = np.zeros((16, prompts.shape[1] + new_tokens), "int32")
-    token_ids[:, : prompts.shape[1]] = prompts
-    generated = keras_model.generate(
-        {"token_ids": token_ids, "padding_mask": token_ids > 0}, stop_token_ids=None
-    )
-    np.testing.assert_array_equal(np.asarray(generated["token_ids"]), expected)
+    assert_greedy_tokens_match(torch_model, keras_model, prompts, new_tokens=14)
