@@ -166,12 +166,11 @@ class GPTNeoCausalLM(PresetLoading, keras_hub.models.CausalLM):
         if isinstance(cache[0], dict):  # shared prompts: each row at its own position
             start = kv_cache.row_positions(cache[0], cache_update_index)
         x = self.backbone.embed(token_ids, start_index=start)
-        layers = self.backbone.transformer_layers
         if kernels is not None and "layers" in kernels and token_ids.shape[1] == 1:
             x, updated = self._step_in_columns(x, cache, cache_update_index, kernels["layers"])
         else:
             updated = []
-            for layer, layer_cache in zip(layers, cache, strict=True):
+            for layer, layer_cache in zip(self.backbone.transformer_layers, cache, strict=True):
                 x, layer_cache = layer(x, cache=layer_cache, cache_update_index=cache_update_index)
                 updated.append(layer_cache)
         hidden_states = self.backbone.layer_norm(x)
