@@ -167,12 +167,11 @@ class GPTNeoCausalLM(PresetLoading, keras_hub.models.CausalLM):
             start = kv_cache.row_positions(cache[0], cache_update_index)
         x = self.backbone.embed(token_ids, start_index=start)
         if kernels is not None and "layers" in kernels and token_ids.shape[1] == 1:
-            x, updated = self._step_in_columns(x, cache, cache_update_index, kernels["layers"])
-        else:
-            updated = []
-            for layer, layer_cache in zip(self.backbone.transformer_layers, cache, strict=True):
-                x, layer_cache = layer(x, cache=layer_cache, cache_update_index=cache_update_index)
-                updated.append(layer_cache)
+            return self._step_in_columns(x, cache, cache_update_index, kernels["layers"])
+        updated = []
+        for layer, layer_cache in zip(self.backbone.transformer_layers, cache, strict=True):
+            x, layer_cache = layer(x, cache=layer_cache, cache_update_index=cache_update_index)
+            updated.append(layer_cache)
         hidden_states = self.backbone.layer_norm(x)
         if kernels is None:
             logits = self.backbone.token_embedding(hidden_states, reverse=True)
@@ -181,37 +180,43 @@ class GPTNeoCausalLM(PresetLoading, keras_hub.models.CausalLM):
         return ops.cast(logits, "float32"), hidden_states, tuple(updated)
 
     def _step_in_columns(self, x, cache, cache_update_index, layer_kernels):
-        """The decoder layers of one step with the rows as columns (`columns`)."""
-        x_columns, updated = ops.transpose(x[:, 0, :]), []
-        layers = self.backbone.transformer_layers
-        for layer, layer_cache, kernels in zip(layers, cache, layer_kernels, strict=True):
+        """`call_with_cache` of one position a row, with the rows as columns (`columns`)."""
+        backbone, x_columns, updated = self.backbone, ops.transpose(x[:, 0, :]), []
+        for layer, layer_cache, kernels in zip(
+            backbone.transformer_layers, cache, layer_kernels, strict=True
+        ):
             x_columns, layer_cache = columns.decoder_step(
                 layer, x_columns, kernels, layer_cache, cache_update_index
             )
             updated.append(layer_cache)
-        return ops.transpose(x_columns)[:, None, :], updated
+        hidden_columns = columns.layer_norm(backbone.layer_norm, x_columns)
+        logits = columns.logits(backbone.token_embedding, hidden_columns)
+        hidden_states = ops.transpose(hidden_columns)[:, None, :]
+        return ops.cast(logits, "float32")[:, None, :], hidden_states, tuple(updated)
 
     def decode_kernels(self, rows: int | None = None) -> dict:
         """The weights a decoding loop of `rows` rows multiplies by, laid out for its products
         and made once for all its steps (`call_with_cache`), held for as long as it runs.
 
-        `"head"`: the LM head as a `[hidden_dim, vocabulary_size]` copy of the token
-        embedding it is tied to. The head's product reads the embedding transposed; on a CPU
-        the same product with a copy laid out as the kernel runs faster: 12.7 against 15.1 ms
-        at 20 rows and the 125M shape. `"layers"`, where the rows suit it
-        (`columns.suits`): every decoder layer's kernels transposed, for a step with the rows
-        as columns (`columns`), 1.3-1.5x faster products at 32 rows.
+        `"layers"`, where the rows suit it (`columns.suits`: on a CPU): every decoder layer's
+        kernels transposed, for a step with the rows as columns (`columns`), whose LM head
+        reads the tied embedding as it is. Its products run 1.3-2x faster, depending on the
+        CPU. Otherwise `"head"`: the LM head as a `[hidden_dim, vocabulary_size]` copy of the
+        token embedding it is tied to, for the row form's product, which reads the embedding
+        transposed: with the copy laid out as its kernel, 12.7 against 15.1 ms at 20 rows and
+        the 125M shape on an AVX-512 CPU.
 
-        Held: 154 MB for the head and 340 MB for the layers at the 125M shape, 412 MB and
-        4.8 GB at the 1.3B shape.
+        Held: 340 MB for the layers or 154 MB for the head at the 125M shape, 4.8 GB or 412
+        MB at the 1.3B shape.
         """
-        embedding = self.backbone.token_embedding
-        made = {"head": ops.cast(ops.transpose(embedding.embeddings), embedding.compute_dtype)}
         if columns.suits(rows):
-            made["layers"] = tuple(
-                columns.kernels(layer) for layer in self.backbone.transformer_layers
-            )
-        return made
+            return {
+                "layers": tuple(
+                    columns.kernels(layer) for layer in self.backbone.transformer_layers
+                )
+            }
+        embedding = self.backbone.token_embedding
+        return {"head": ops.cast(ops.transpose(embedding.embeddings), embedding.compute_dtype)}
 
     def empty_cache(self, batch_size, max_length: int) -> tuple:
         """A zero key/value cache: per layer, `(keys, values)`, each `[blocks, batch_size,

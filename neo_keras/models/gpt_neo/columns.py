@@ -2,13 +2,18 @@
 
 A step multiplies a few rows by every weight. On a CPU, XLA hands each product to Eigen, which
 runs `kernel^T @ activations^T` (the kernel transposed, `[out, in]`, the rows as columns)
-faster than `activations @ kernel` when the rows are a multiple of 16: measured on AVX-512,
-1.3-1.4x at 32 rows and the 125M shape, 1.5x at the 1.3B shape, 1.2-1.8x at 8 and 16 rows. At
-20, 24 or 40 rows it is even or slower, and those keep the row form (Generation in
-BENCHMARKS.md). With the activations kept as columns through the whole step, every product
-takes its kernel in the orientation Eigen runs best, and only the few rows entering and
-leaving each attention are transposed; the kernels are transposed once, by the decoding loop
-(`GPTNeoCausalLM.decode_kernels`), and held while it runs.
+faster than `activations @ kernel`. How much, and at which row counts, depends on the CPU
+(Generation in BENCHMARKS.md):
+
+- AVX2 (AMD EPYC Zen 3): 1.5-2x at every count measured, 4 to 40 rows; even at 1.
+- AVX-512 (AMD EPYC Zen 4): 1.3-1.4x at 32 rows and the 125M shape, 1.5x at the 1.3B shape,
+  1.2-1.8x at 8 and 16 rows; at 20, 24 or 40 rows even or slower, so those keep the row form.
+
+With the activations kept as columns through the whole step, every product takes its kernel
+in the orientation Eigen runs best, and only the few rows entering and leaving each attention
+are transposed. The layers' kernels are transposed once, by the decoding loop
+(`GPTNeoCausalLM.decode_kernels`), and held while it runs; the LM head's kernel is the tied
+embedding itself.
 
 Everything but the layout is the row form's: the same layers' weights, the same attention
 (`GPTNeoAttention.step`), the same float32 normalization; no dropout, as decoding has none.
@@ -18,55 +23,84 @@ An accelerator's compiler lays the products out itself, so the column form is fo
 
 from __future__ import annotations
 
+import functools
+
 import keras
 from keras import ops
+from tensorflow.compiler.tf2xla.python.xla import optimization_barrier
 
-# The row counts at which the column form measured faster: 8, 16, 32, 64; not 20, 24 or 40.
+# Where the CPU has AVX-512, the row counts at which the column form measured faster: 8, 16,
+# 32, 64; not 20, 24 or 40. Without it, every count measured faster.
 _ROWS_MULTIPLE = 16
 
 
 def suits(rows: int | None) -> bool:
     """Whether a decoding step of `rows` rows is faster in the column form: on a CPU host,
-    with a static row count that is a multiple of 16."""
+    with a static row count, and where the CPU has AVX-512 (or may have: its flags cannot be
+    read), a multiple of 16."""
     on_cpu = keras.distribution.list_devices()[0].startswith("cpu")
-    return on_cpu and rows is not None and rows % _ROWS_MULTIPLE == 0
+    if not on_cpu or rows is None:
+        return False
+    return rows % _ROWS_MULTIPLE == 0 or not _may_have_avx512()
+
+
+@functools.cache
+def _may_have_avx512(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """False only where the CPU's flags can be read and lack AVX-512."""
+    try:
+        with open(cpuinfo) as flags:
+            return "avx512f" in flags.read()
+    except OSError:
+        return True
 
 
 def kernels(decoder) -> tuple:
-    """The kernels of a `GPTNeoDecoder` as `[out, in]` copies in its compute dtype: query,
-    key, value and attention output, then the MLP's two."""
+    """The kernels of a `GPTNeoDecoder` as `[out, in]` copies in its compute dtype: the
+    query, key and value projections stacked into one, the attention output, then the MLP's
+    two."""
     attention = decoder.attention
-    layers = (
-        attention.query_dense,
-        attention.key_dense,
-        attention.value_dense,
-        attention.output_dense,
-        decoder.mlp_intermediate,
-        decoder.mlp_output,
+
+    def transposed(layer):
+        return ops.cast(ops.transpose(layer.kernel), layer.compute_dtype)
+
+    projections = (attention.query_dense, attention.key_dense, attention.value_dense)
+    return (
+        ops.concatenate([transposed(layer) for layer in projections], axis=0),
+        transposed(attention.output_dense),
+        transposed(decoder.mlp_intermediate),
+        transposed(decoder.mlp_output),
     )
-    return tuple(ops.cast(ops.transpose(layer.kernel), layer.compute_dtype) for layer in layers)
 
 
 def decoder_step(decoder, columns, layer_kernels: tuple, cache, cache_update_index):
     """One position a row through a `GPTNeoDecoder`: `columns` `[hidden, B]` in, the same
     out, with the layer's updated cache."""
     attention = decoder.attention
-    query, key, value, output, intermediate, mlp_output = layer_kernels
+    query_key_value, output, intermediate, mlp_output = layer_kernels
     normed = layer_norm(decoder.attention_layer_norm, columns)
-    query, key, value = (
-        _heads(attention, dense(layer, kernel, normed))
-        for layer, kernel in (
-            (attention.query_dense, query),
-            (attention.key_dense, key),
-            (attention.value_dense, value),
-        )
-    )
+    # One product for the three projections (none has a bias): three times the rows of
+    # one, which Eigen runs at a higher rate than three apart.
+    projected = ops.matmul(query_key_value, normed)
+    query, key, value = (_heads(attention, part) for part in ops.split(projected, 3, axis=0))
     context, cache = attention.step(query, key, value, cache, cache_update_index)
     context = ops.transpose(context[:, 0, :])
     columns = columns + dense(attention.output_dense, output, context)
     normed = layer_norm(decoder.mlp_layer_norm, columns)
     hidden = dense(decoder.mlp_intermediate, intermediate, normed)
     return columns + dense(decoder.mlp_output, mlp_output, hidden), cache
+
+
+def logits(embedding, columns):
+    """The LM head, tied to `embedding`, on `columns` `[hidden, B]`: logits `[B, vocabulary]`.
+
+    The embedding `[vocabulary, hidden]` is the head's kernel as `[out, in]` already, so the
+    product needs no copy of it. The logits come out as columns and are transposed to rows;
+    the barrier keeps XLA from folding that transpose into the product, which it would then
+    compute in the slow orientation.
+    """
+    products = ops.matmul(ops.cast(embedding.embeddings, embedding.compute_dtype), columns)
+    (products,) = optimization_barrier(products)
+    return ops.transpose(products)
 
 
 def dense(layer, kernel, columns):
