@@ -49,7 +49,7 @@ def alone(greedy):
     """Each prompt's completion decoded alone, in the row form (`columns`), whichever form this
     CPU would choose: what batches in either form must reproduce."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(columns, "suits", lambda rows: False)
+        patch.setattr(columns, "suits", lambda rows, kernel_bytes: False)
         return {prompt: greedy.generate([prompt])[0][0] for prompt in PROMPTS}
 
 
@@ -140,7 +140,7 @@ def test_rows_sharing_their_prompts_generate_what_each_prompt_does_alone(model, 
 def test_rows_as_columns_generate_what_each_prompt_does_alone(
     model, alone, share_prompts, monkeypatch
 ):
-    monkeypatch.setattr(columns, "suits", lambda rows: True)
+    monkeypatch.setattr(columns, "suits", lambda rows, kernel_bytes: True)
     assert "layers" in model.decode_kernels(16)
     generator = make_generator(model, stop_token_ids=(), share_prompts=share_prompts, batch_size=16)
     together = generator.generate(PROMPTS, num_samples=4)

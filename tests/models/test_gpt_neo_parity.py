@@ -96,7 +96,7 @@ def test_masked_lm_loss_matches_transformers(pair):
 def decoding_form(request, monkeypatch):
     """Decoding steps in the row or the column form (`columns`), whichever this CPU would
     choose, so that both are checked on every machine."""
-    monkeypatch.setattr(columns, "suits", lambda rows: request.param == "columns")
+    monkeypatch.setattr(columns, "suits", lambda rows, kernel_bytes: request.param == "columns")
     return request.param
 
 

@@ -198,23 +198,20 @@ class GPTNeoCausalLM(PresetLoading, keras_hub.models.CausalLM):
         """The weights a decoding loop of `rows` rows multiplies by, laid out for its products
         and made once for all its steps (`call_with_cache`), held for as long as it runs.
 
-        `"layers"`, where the rows suit it (`columns.suits`: on a CPU): every decoder layer's
-        kernels transposed, for a step with the rows as columns (`columns`), whose LM head
-        reads the tied embedding as it is. Its products run 1.3-2x faster, depending on the
-        CPU. Otherwise `"head"`: the LM head as a `[hidden_dim, vocabulary_size]` copy of the
-        token embedding it is tied to, for the row form's product, which reads the embedding
-        transposed: with the copy laid out as its kernel, 12.7 against 15.1 ms at 20 rows and
-        the 125M shape on an AVX-512 CPU.
+        `"layers"`, where the rows suit it and the host has the memory (`columns.suits`: on a
+        CPU): every decoder layer's kernels transposed, for a step with the rows as columns
+        (`columns`), whose LM head reads the tied embedding as it is. Its products run 1.3-2x
+        faster, depending on the CPU. Otherwise `"head"`: the LM head as a `[hidden_dim,
+        vocabulary_size]` copy of the token embedding it is tied to, for the row form's
+        product, which reads the embedding transposed: with the copy laid out as its kernel,
+        12.7 against 15.1 ms at 20 rows and the 125M shape on an AVX-512 CPU.
 
         Held: 340 MB for the layers or 154 MB for the head at the 125M shape, 4.8 GB or 412
         MB at the 1.3B shape.
         """
-        if columns.suits(rows):
-            return {
-                "layers": tuple(
-                    columns.kernels(layer) for layer in self.backbone.transformer_layers
-                )
-            }
+        layers = self.backbone.transformer_layers
+        if columns.suits(rows, columns.kernels_size(layers)):
+            return {"layers": tuple(columns.kernels(layer) for layer in layers)}
         embedding = self.backbone.token_embedding
         return {"head": ops.cast(ops.transpose(embedding.embeddings), embedding.compute_dtype)}
 

@@ -24,8 +24,10 @@ An accelerator's compiler lays the products out itself, so the column form is fo
 from __future__ import annotations
 
 import functools
+import math
 
 import keras
+import tensorflow as tf
 from keras import ops
 from tensorflow.compiler.tf2xla.python.xla import optimization_barrier
 
@@ -34,14 +36,29 @@ from tensorflow.compiler.tf2xla.python.xla import optimization_barrier
 _ROWS_MULTIPLE = 16
 
 
-def suits(rows: int | None) -> bool:
-    """Whether a decoding step of `rows` rows is faster in the column form: on a CPU host,
-    with a static row count, and where the CPU has AVX-512 (or may have: its flags cannot be
-    read), a multiple of 16."""
+def suits(rows: int | None, kernel_bytes: int = 0) -> bool:
+    """Whether a decoding step of `rows` rows is faster in the column form, and its kernels
+    (`kernel_bytes`, see `kernels_size`) fit beside it: on a CPU host, with a static row
+    count, where the CPU has AVX-512 (or may have: its flags cannot be read) a multiple of
+    16, and where the kernels take at most half the memory still available, so that the copies
+    never make a decoding run fail for memory that the row form would have left free."""
     on_cpu = keras.distribution.list_devices()[0].startswith("cpu")
-    if not on_cpu or rows is None:
+    if not on_cpu or rows is None or kernel_bytes > _available_memory() / 2:
         return False
     return rows % _ROWS_MULTIPLE == 0 or not _may_have_avx512()
+
+
+def _available_memory(meminfo: str = "/proc/meminfo") -> float:
+    """Bytes the host can still give without swapping (`MemAvailable`); unbounded where it
+    cannot be read."""
+    try:
+        with open(meminfo) as lines:
+            for line in lines:
+                if line.startswith("MemAvailable:"):
+                    return 1024.0 * int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return math.inf
 
 
 @functools.cache
@@ -58,17 +75,31 @@ def kernels(decoder) -> tuple:
     """The kernels of a `GPTNeoDecoder` as `[out, in]` copies in its compute dtype: the
     query, key and value projections stacked into one, the attention output, then the MLP's
     two."""
+    query, key, value, *others = (
+        ops.cast(ops.transpose(layer.kernel), layer.compute_dtype) for layer in _dense(decoder)
+    )
+    return (ops.concatenate([query, key, value], axis=0), *others)
+
+
+def kernels_size(decoders) -> int:
+    """Bytes that `kernels` of all of `decoders` hold."""
+    return sum(
+        math.prod(layer.kernel.shape) * tf.as_dtype(layer.compute_dtype).size
+        for decoder in decoders
+        for layer in _dense(decoder)
+    )
+
+
+def _dense(decoder) -> tuple:
+    """A `GPTNeoDecoder`'s projections, in the order of `kernels`."""
     attention = decoder.attention
-
-    def transposed(layer):
-        return ops.cast(ops.transpose(layer.kernel), layer.compute_dtype)
-
-    projections = (attention.query_dense, attention.key_dense, attention.value_dense)
     return (
-        ops.concatenate([transposed(layer) for layer in projections], axis=0),
-        transposed(attention.output_dense),
-        transposed(decoder.mlp_intermediate),
-        transposed(decoder.mlp_output),
+        attention.query_dense,
+        attention.key_dense,
+        attention.value_dense,
+        attention.output_dense,
+        decoder.mlp_intermediate,
+        decoder.mlp_output,
     )
 
 
