@@ -11,6 +11,9 @@ positions filled up to `--filled`. Then its parts, each in a compiled loop of it
 - the LM head (the tied embedding, reversed) and an argmax;
 - the token choice alone (softmax, top-p, one draw a row) on random logits.
 
+The layers and the head run in the form the decode loop takes for these rows on this host
+(the rows as columns on a CPU, `neo_keras.models.gpt_neo.columns`), with the kernels it makes.
+
 Beside them, measured in the same run: the read bandwidth of an XLA reduction over 1 GiB and
 the rate of a large XLA float32 matmul, and what the step's weights, cache and FLOPs would
 take at those rates.
@@ -33,7 +36,7 @@ from generate import measured_bandwidth  # noqa: E402
 
 from neo_keras import GPTNeoBackbone, GPTNeoCausalLM  # noqa: E402
 from neo_keras.generation import decode, token_choice  # noqa: E402
-from neo_keras.models.gpt_neo import kv_cache, presets  # noqa: E402
+from neo_keras.models.gpt_neo import columns, kv_cache, presets  # noqa: E402
 from neo_keras.training.callbacks import measured_peak_flops  # noqa: E402
 
 SHORT_CACHE = 64
@@ -110,27 +113,46 @@ def decode_step(model, args, settings: token_choice.SamplingSettings) -> float:
 def layers_step(model, args, length: int) -> float:
     backbone = model.backbone
     start = min(args.filled, length - args.steps)
+    kernels = model.decode_kernels(args.rows)
 
     def body(i, hidden, cache):
         updated = []
-        for layer, layer_cache in zip(backbone.transformer_layers, cache, strict=True):
-            hidden, layer_cache = layer(hidden, cache=layer_cache, cache_update_index=start + i)
+        for number, (layer, layer_cache) in enumerate(
+            zip(backbone.transformer_layers, cache, strict=True)
+        ):
+            if "layers" in kernels:  # the rows as columns, as the decode loop takes them
+                hidden, layer_cache = columns.decoder_step(
+                    layer, hidden, kernels["layers"][number], layer_cache, start + i
+                )
+            else:
+                hidden, layer_cache = layer(hidden, cache=layer_cache, cache_update_index=start + i)
             updated.append(layer_cache)
         return hidden, tuple(updated)
 
-    hidden = tf.random.normal([args.rows, 1, backbone.hidden_dim])
+    hidden = tf.random.normal(hidden_shape(model, args.rows, kernels))
     cache = random_cache(model, args.rows, length)
     return seconds_per_step(in_loop(body, args.steps), hidden, cache, steps=args.steps)
 
 
+def hidden_shape(model, rows: int, kernels: dict) -> list[int]:
+    """A step's hidden states: `[hidden, rows]` in the column form, `[rows, 1, hidden]` else."""
+    hidden_dim = model.backbone.hidden_dim
+    return [hidden_dim, rows] if "layers" in kernels else [rows, 1, hidden_dim]
+
+
 def head_step(model, args) -> float:
     embedding = model.backbone.token_embedding
+    kernels = model.decode_kernels(args.rows)
 
     def body(i, hidden, total):
-        logits = embedding(hidden + tf.cast(i, tf.float32), reverse=True)
-        return hidden, total + tf.argmax(logits[:, 0], -1, output_type=tf.int32)
+        shifted = hidden + tf.cast(i, tf.float32)
+        if "layers" in kernels:
+            logits = columns.logits(embedding, shifted)
+        else:
+            logits = tf.matmul(shifted[:, 0], kernels["head"])
+        return hidden, total + tf.argmax(logits, -1, output_type=tf.int32)
 
-    hidden = tf.random.normal([args.rows, 1, model.backbone.hidden_dim])
+    hidden = tf.random.normal(hidden_shape(model, args.rows, kernels))
     run = in_loop(body, args.steps)
     return seconds_per_step(run, hidden, tf.zeros([args.rows], tf.int32), steps=args.steps)
 
