@@ -87,14 +87,23 @@ def test_a_step_sees_the_blocks_up_to_its_own_and_a_local_layer_those_of_its_win
     assert [int(b) for b in kv_cache.visible_blocks(400, "local", 256)] == [2, 7]
 
 
-@pytest.mark.parametrize("aligned", [False, True], ids=["from_shortest", "aligned_ends"])
-@pytest.mark.parametrize("attention_type, window", [("global", 256), ("local", 5)])
-def test_decoding_over_shared_prompts_equals_each_row_alone(attention_type, window, aligned):
+@pytest.mark.parametrize(
+    "attention_type, window, aligned, new",
+    [
+        ("global", 256, False, 9),
+        ("global", 256, True, 9),
+        ("local", 5, False, 9),
+        ("local", 5, True, 9),
+        ("local", 5, False, 136),  # three own blocks, rows at different offsets in them
+    ],
+)
+def test_decoding_over_shared_prompts_equals_each_row_alone(attention_type, window, aligned, new):
     """Rows continuing two prompts of different lengths, decoded together, each step reading
     the prompts once for all rows: every row's own positions equal attention over that row's
     whole sequence. Decoded from the shortest prompt on, or with every prompt ending at the
     same step (`prompt_ends`), each row then at a position of its own."""
-    prompt_lengths, bucket, new, rows = np.array([7, 12]), 16, 9, 5
+    prompt_lengths, bucket, rows = np.array([7, 12]), 16, 5
+    assert kv_cache.own_blocks(new)[0] == (1 if new < 64 else 3)
     sources = np.array([0, 1, 1, 0, 1], "int32")
     rng = np.random.default_rng(window)
     layer = GPTNeoAttention(num_heads=2, attention_type=attention_type, window_size=window)
@@ -120,3 +129,35 @@ def test_decoding_over_shared_prompts_equals_each_row_alone(attention_type, wind
             [steps[i + shift[row]][row] for i in range(length - 1, length + new - 1)]
         )
         np.testing.assert_allclose(decoded, alone[length - 1 :], atol=2e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "attention_type, poisoned, end",
+    [("global", {0: [2, 3]}, 80), ("local", {0: [3], 140: [1]}, 150)],
+)
+def test_a_shared_prompt_step_reads_only_the_own_blocks_its_rows_reach(
+    attention_type, poisoned, end
+):
+    """NaN in the own blocks that no row has reached, and (local) in one that the window has
+    left behind, would reach the output of a step that read or multiplied them. `poisoned`:
+    at which own position which blocks turn to NaN; steps run up to own position `end`."""
+    prompt, bucket, new = 10, 16, 256
+    assert kv_cache.own_blocks(new) == (4, 64)
+    rng = np.random.default_rng(5)
+    layer = GPTNeoAttention(num_heads=2, attention_type=attention_type, window_size=5)
+    hidden = rng.normal(size=(1, prompt + new, 8)).astype("float32")
+    full = np.asarray(layer(hidden))[0]
+    prompt_cache = tuple(kv_cache.empty(1, 2, bucket, 4, "float32") for _ in range(2))
+    _, prompt_cache = layer(hidden[:, :prompt], cache=prompt_cache, cache_update_index=0)
+    cache = kv_cache.shared_prompts(*prompt_cache, [0], [prompt], new)
+    outputs = []
+    for offset in range(end):
+        for name in ("keys", "values"):
+            cache[name] = tuple(
+                np.full_like(block, np.nan) if number in poisoned.get(offset, ()) else block
+                for number, block in enumerate(cache[name])
+            )
+        index = prompt + offset
+        output, cache = layer(hidden[:, index : index + 1], cache=cache, cache_update_index=index)
+        outputs.append(np.asarray(output)[0, 0])
+    np.testing.assert_allclose(np.stack(outputs), full[prompt : prompt + end], atol=2e-5, rtol=1e-5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import keras
@@ -230,51 +231,53 @@ class GPTNeoAttention(keras.layers.Layer):
 
     def _step_context(self, query, keys, values, index):
         """The context of one query `[B, 1, heads, head_dim]` at position `index`, over the
-        cached blocks it sees (`kv_cache.visible_blocks`), one block at a time.
-
-        The softmax is computed online: each block's scores are exponentiated against the
-        largest score so far, and what was summed before is rescaled when that grows. Equal to
-        the softmax over all positions up to float32 rounding, without a pass over the blocks
-        the query cannot see.
-        """
+        cached blocks it sees (`kv_cache.visible_blocks`), one block at a time, the softmax
+        taken over the blocks in parts (`_merge`), without a pass over the blocks the query
+        cannot see."""
         first, end = kv_cache.visible_blocks(index, self.attention_type, self.window_size)
         query = ops.cast(ops.transpose(query, (0, 2, 1, 3)), "float32")  # [B, heads, 1, dim]
         block_positions = ops.arange(kv_cache.BLOCK_POSITIONS)
 
-        def attend_block(number, largest, total, context):
-            scores = ops.einsum(
-                "bhqd,bhkd->bhqk", query, ops.cast(kv_cache.block(keys, number), "float32")
-            )
+        def attend_block(number, *so_far):
             key_positions = number * kv_cache.BLOCK_POSITIONS + block_positions
             mask = attention_mask(
                 ops.reshape(index, [1]), key_positions, self.attention_type, self.window_size
             )
-            scores = ops.where(ops.expand_dims(mask, 1), scores, _MASKED_SCORE)
-            new_largest = ops.maximum(largest, ops.max(scores, axis=-1, keepdims=True))
-            rescale = ops.exp(largest - new_largest)
-            weights = ops.exp(scores - new_largest)
-            block_context = ops.einsum(
-                "bhqk,bhkd->bhqd",
-                self.probs_dropout(ops.cast(weights, self.compute_dtype)),
+            block = self._block_part(
+                query,
+                kv_cache.block(keys, number),
                 kv_cache.block(values, number),
+                ops.expand_dims(mask, 1),
             )
-            total = total * rescale + ops.sum(weights, axis=-1, keepdims=True)
-            context = context * rescale + ops.cast(block_context, "float32")
-            return number + 1, new_largest, total, context
+            return number + 1, *_merge(so_far, block)
 
-        batch, heads, _, head_dim = ops.shape(query)
         _, _, total, context = ops.while_loop(
             lambda number, *_: number < end,
             attend_block,
-            (
-                first,
-                ops.full([batch, heads, 1, 1], -1e30),  # below any score, masked ones included
-                ops.zeros([batch, heads, 1, 1]),
-                ops.zeros([batch, heads, 1, head_dim]),
-            ),
+            (first, *_no_keys(*ops.shape(query))),
         )
         context = ops.cast(context / total, self.compute_dtype)
         return ops.transpose(context, (0, 2, 1, 3))
+
+    def _part(self, scores, mask, weigh):
+        """Attention over one part of a query's keys, for a softmax over all of them taken in
+        parts (`_merge`): `(largest, total, context)`, float32, the largest of the float32
+        `scores` once masked `[B, heads, 1, 1]`, the sum of the scores exponentiated less
+        that largest, and the part's values weighted by those exponentials (`weigh`, given
+        them `[B, heads, 1, keys]` in the compute dtype) `[B, heads, 1, head_dim]`."""
+        scores = ops.where(mask, scores, _MASKED_SCORE)
+        largest = ops.max(scores, axis=-1, keepdims=True)
+        weights = ops.exp(scores - largest)
+        context = weigh(self.probs_dropout(ops.cast(weights, self.compute_dtype)))
+        return largest, ops.sum(weights, axis=-1, keepdims=True), ops.cast(context, "float32")
+
+    def _block_part(self, query, keys, values, mask):
+        """`_part` over `keys` and `values` `[B, heads, positions, head_dim]` for `query`
+        `[B, heads, 1, head_dim]` in float32."""
+        scores = ops.einsum("bhqd,bhkd->bhqk", query, ops.cast(keys, "float32"))
+        return self._part(
+            scores, mask, lambda weights: ops.einsum("bhqk,bhkd->bhqd", weights, values)
+        )
 
     def _shared_prompt_step(self, query, key, value, cache, index):
         """One position a row, over its prompt, shared with other rows, and its own positions
@@ -285,54 +288,74 @@ class GPTNeoAttention(keras.layers.Layer):
                 "run the prompts through a cache of their own first (`kv_cache.empty`)."
             )
         positions = kv_cache.row_positions(cache, ops.convert_to_tensor(index, "int32"))
-        prompt_lengths = cache["prompt_lengths"]
         cache = dict(cache)
         for name, new in (("keys", key), ("values", value)):
             new = ops.transpose(new, (0, 2, 1, 3))
-            cache[name] = kv_cache.write_rows(cache[name], new, positions - prompt_lengths)
+            cache[name] = kv_cache.write_rows(cache[name], new, positions - cache["prompt_lengths"])
         query = ops.cast(ops.transpose(query, (0, 2, 1, 3)), "float32")  # [B, heads, 1, dim]
+        parts = [
+            self._prompt_part(query, cache, positions),
+            *self._own_parts(query, cache, positions),
+        ]
+        _, total, context = _merge(*parts)
+        context = ops.cast(context / total, self.compute_dtype)
+        rows = ops.shape(query)[0]
+        return ops.reshape(ops.transpose(context, (0, 2, 1, 3)), (rows, 1, -1)), cache
+
+    def _prompt_part(self, query, cache, positions):
+        """The part of each row's keys in its prompt (`_part`): its prompt's positions up to
+        `positions` `[B]`, not the padding after them.
+
+        Each row against every prompt, in one product a head whose rows are zero but on the
+        row's own prompt: every prompt is read once for all its rows, not once per row.
+        """
         _, prompts, _, prompt_positions = ops.shape(cache["prompt_keys"])
-        rows, _, own_positions, _ = ops.shape(cache["keys"])
-        # Each row against every prompt, in one product a head whose rows are zero but on the
-        # row's own prompt: every prompt is read once for all its rows, not once per row.
         choice = ops.one_hot(cache["sources"], prompts, dtype="float32")[:, :, None, None, None]
-        prompt_scores = ops.einsum(
+        key_positions = ops.arange(prompt_positions)[None, :]
+        mask = ops.logical_and(
+            reaches(positions[:, None] - key_positions, self.attention_type, self.window_size),
+            key_positions < cache["prompt_lengths"][:, None],
+        )
+        scores = ops.einsum(
             "bshqd,hsdp->bhqp",
             choice * ops.expand_dims(query, 1),
             ops.cast(cache["prompt_keys"], "float32"),
         )
-        own_scores = ops.einsum("bhqd,bhkd->bhqk", query, ops.cast(cache["keys"], "float32"))
-        mask = self._shared_prompt_mask(positions, prompt_lengths, prompt_positions, own_positions)
-        probs = self._probabilities(
-            ops.concatenate([prompt_scores, own_scores], axis=-1), mask[:, None, None, :]
-        )
-        prompt_probs, own_probs = probs[..., :prompt_positions], probs[..., prompt_positions:]
-        context = ops.einsum(
-            "bshqp,hspd->bhqd",
-            ops.cast(choice, self.compute_dtype) * ops.expand_dims(prompt_probs, 1),
-            cache["prompt_values"],
-        ) + ops.einsum("bhqk,bhkd->bhqd", own_probs, cache["values"])
-        return ops.reshape(ops.transpose(context, (0, 2, 1, 3)), (rows, 1, -1)), cache
 
-    def _shared_prompt_mask(self, positions, prompt_lengths, prompt_positions, own_positions):
-        """`[B, prompt_positions + own_positions]`: True on the keys each row's query, at
-        `positions` `[B]`, sees: its prompt's positions (not the padding after them), then its
-        own from there on."""
-        prompt_keys = ops.arange(prompt_positions)[None, :]
-        rows = ops.shape(prompt_lengths)[0]
-        key_positions = ops.concatenate(
-            [
-                ops.broadcast_to(prompt_keys, (rows, prompt_positions)),
-                prompt_lengths[:, None] + ops.arange(own_positions)[None, :],
-            ],
-            axis=1,
-        )
-        not_padding = ops.concatenate(
-            [prompt_keys < prompt_lengths[:, None], ops.ones((rows, own_positions), "bool")],
-            axis=1,
-        )
-        seen = reaches(positions[:, None] - key_positions, self.attention_type, self.window_size)
-        return ops.logical_and(seen, not_padding)
+        def weigh(weights):
+            return ops.einsum(
+                "bshqp,hspd->bhqd",
+                ops.cast(choice, self.compute_dtype) * ops.expand_dims(weights, 1),
+                cache["prompt_values"],
+            )
+
+        return self._part(scores, mask[:, None, None, :], weigh)
+
+    def _own_parts(self, query, cache, positions) -> list:
+        """The parts of each row's keys among its own positions (`_part`), a block each
+        (`kv_cache.own_blocks`). A block that no row has reached yet, or that a local layer's
+        window has left behind for every row, is skipped."""
+        size = ops.shape(cache["keys"][0])[2]
+        offsets = positions - cache["prompt_lengths"]
+        parts = []
+        for number, (keys, values) in enumerate(zip(cache["keys"], cache["values"], strict=True)):
+            key_positions = cache["prompt_lengths"][:, None] + number * size + ops.arange(size)
+            mask = reaches(
+                positions[:, None] - key_positions, self.attention_type, self.window_size
+            )
+
+            def block(keys=keys, values=values, mask=mask[:, None, None, :]):
+                return self._block_part(query, keys, values, mask)
+
+            if number == 0:  # every row's first own position, written at the first step
+                parts.append(block())
+                continue
+            seen = ops.max(offsets) >= number * size
+            if self.attention_type == "local":
+                last = (number + 1) * size - 1
+                seen = ops.logical_and(seen, ops.min(offsets) - last < self.window_size)
+            parts.append(ops.cond(seen, block, lambda: _no_keys(*ops.shape(query))))
+        return parts
 
     def _banded(self, length) -> bool:
         """A local layer over a sequence longer than its window computes only the band."""
@@ -393,3 +416,24 @@ class GPTNeoAttention(keras.layers.Layer):
             }
         )
         return config
+
+
+def _no_keys(batch, heads, query_length, head_dim) -> tuple:
+    """`_part` of no keys: it weighs nothing once merged with any other part."""
+    return (
+        ops.full([batch, heads, query_length, 1], -1e30),  # below any score, masked included
+        ops.zeros([batch, heads, query_length, 1]),
+        ops.zeros([batch, heads, query_length, head_dim]),
+    )
+
+
+def _merge(*parts) -> tuple:
+    """One `_part` of the keys of all `parts`: each part's total and context rescaled from
+    its own largest score to the largest of all. Equal to the softmax over all the keys at
+    once up to float32 rounding; the context divided by the total is the attention's."""
+    largest = functools.reduce(ops.maximum, [part[0] for part in parts])
+    total, context = 0.0, 0.0
+    for part_largest, part_total, part_context in parts:
+        scale = ops.exp(part_largest - largest)
+        total, context = total + part_total * scale, context + part_context * scale
+    return largest, total, context
