@@ -27,10 +27,11 @@ BLOCK_POSITIONS = 64
 
 # A row's own positions after a shared prompt come in at most this many blocks, of at least
 # `_SMALLEST_OWN_BLOCK` positions: a step reads the blocks its rows have reached, on average
-# five eighths of four blocks, three quarters of two, where one block read twice what was
-# written. Each block adds its products, writes and a conditional to every layer, and so to
-# the compile: at the 125M shape and 128 new positions, one block compiled in 22 s, two of
-# 64 positions in 25-27 s, four of 32 in 34 s, and decoded no faster than two.
+# five eighths of four blocks, three quarters of two, where one tensor of them all was read
+# whole, on average twice what was written. Each block adds its products, writes and a
+# conditional to every layer, and so to the compile: at the 125M shape and 128 new
+# positions, one block compiled in 22 s, two of 64 positions in 25-27 s, four of 32 in 34 s,
+# and decoded no faster than two.
 _OWN_BLOCKS = 4
 _SMALLEST_OWN_BLOCK = 64
 
