@@ -288,14 +288,15 @@ class GPTNeoAttention(keras.layers.Layer):
                 "run the prompts through a cache of their own first (`kv_cache.empty`)."
             )
         positions = kv_cache.row_positions(cache, ops.convert_to_tensor(index, "int32"))
+        offsets = positions - cache["prompt_lengths"]  # into each row's own positions
         cache = dict(cache)
         for name, new in (("keys", key), ("values", value)):
             new = ops.transpose(new, (0, 2, 1, 3))
-            cache[name] = kv_cache.write_rows(cache[name], new, positions - cache["prompt_lengths"])
+            cache[name] = kv_cache.write_rows(cache[name], new, offsets)
         query = ops.cast(ops.transpose(query, (0, 2, 1, 3)), "float32")  # [B, heads, 1, dim]
         parts = [
             self._prompt_part(query, cache, positions),
-            *self._own_parts(query, cache, positions),
+            *self._own_parts(query, cache, positions, offsets),
         ]
         _, total, context = _merge(*parts)
         context = ops.cast(context / total, self.compute_dtype)
@@ -331,12 +332,11 @@ class GPTNeoAttention(keras.layers.Layer):
 
         return self._part(scores, mask[:, None, None, :], weigh)
 
-    def _own_parts(self, query, cache, positions) -> list:
+    def _own_parts(self, query, cache, positions, offsets) -> list:
         """The parts of each row's keys among its own positions (`_part`), a block each
         (`kv_cache.own_blocks`). A block that no row has reached yet, or that a local layer's
         window has left behind for every row, is skipped."""
         size = ops.shape(cache["keys"][0])[2]
-        offsets = positions - cache["prompt_lengths"]
         parts = []
         for number, (keys, values) in enumerate(zip(cache["keys"], cache["values"], strict=True)):
             key_positions = cache["prompt_lengths"][:, None] + number * size + ops.arange(size)

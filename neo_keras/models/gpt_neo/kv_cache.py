@@ -149,16 +149,16 @@ def write_rows(blocks: tuple, update, offsets) -> tuple:
     batch, heads, size, head_dim = ops.shape(blocks[0])
     offsets = ops.clip(offsets, 0, len(blocks) * size - 1)
     rows = ops.repeat(ops.arange(batch), heads)
+    row_heads = ops.tile(ops.arange(heads), [batch])
     row_offsets = ops.take(offsets, rows)
     update = ops.reshape(update, (batch * heads, head_dim))
     written = []
     for number, block in enumerate(blocks):
         in_block = row_offsets - number * size
-        indices = ops.stack(
-            [rows, ops.tile(ops.arange(heads), [batch]), ops.clip(in_block, 0, size - 1)], 1
-        )
+        slots = ops.clip(in_block, 0, size - 1)
         held = ops.logical_and(in_block >= 0, in_block < size)[:, None]
         flat = ops.reshape(block, (batch * heads * size, head_dim))
-        before = ops.take(flat, ops.arange(batch * heads) * size + indices[:, 2], axis=0)
+        before = ops.take(flat, ops.arange(batch * heads) * size + slots, axis=0)
+        indices = ops.stack([rows, row_heads, slots], 1)
         written.append(ops.scatter_update(block, indices, ops.where(held, update, before)))
     return tuple(written)
