@@ -44,8 +44,9 @@ def test_decoding_over_cache_blocks_equals_the_full_computation(attention_type, 
     layer = GPTNeoAttention(num_heads=2, attention_type=attention_type, window_size=window)
     hidden = rng.normal(size=(2, length, 8)).astype("float32")
     full = np.asarray(layer(hidden))
-    cache = tuple(kv_cache.empty(2, 2, length, 4, "float32") for _ in range(2))
-    assert cache[0].shape == (4, 2, 2, kv_cache.BLOCK_POSITIONS, 4)
+    cache = kv_cache.empty(2, 2, length, 4, "float32")
+    assert cache[0].shape == (4, 2, 2, 4, kv_cache.BLOCK_POSITIONS)
+    assert cache[1].shape == (4, 2, 2, kv_cache.BLOCK_POSITIONS, 4)
     output, cache = layer(hidden[:, :prompt], cache=cache, cache_update_index=0)
     outputs = [np.asarray(output)]
     for index in range(prompt, length):
@@ -63,7 +64,7 @@ def test_a_decoding_step_does_not_read_the_blocks_it_cannot_see(attention_type):
     layer = GPTNeoAttention(num_heads=2, attention_type=attention_type, window_size=5)
     hidden = rng.normal(size=(2, length, 8)).astype("float32")
     full = np.asarray(layer(hidden))
-    cache = tuple(kv_cache.empty(2, 2, length, 4, "float32") for _ in range(2))
+    cache = kv_cache.empty(2, 2, length, 4, "float32")
     _, cache = layer(hidden[:, :prompt], cache=cache, cache_update_index=0)
     unseen = [3] if attention_type == "global" else [0, 1, 3]
     cache = tuple(np.asarray(part).copy() for part in cache)
@@ -112,12 +113,12 @@ def test_decoding_over_shared_prompts_equals_each_row_alone(attention_type, wind
     lengths = prompt_lengths[sources].astype("int32")
     for row, (source, length) in enumerate(zip(sources, lengths, strict=True)):
         sequences[row, :length] = prompts[source, :length]
-    prompt_cache = tuple(kv_cache.empty(2, 2, bucket, 4, "float32") for _ in range(2))
+    prompt_cache = kv_cache.empty(2, 2, bucket, 4, "float32")
     _, prompt_cache = layer(prompts, cache=prompt_cache, cache_update_index=0)
     # Step `index` runs row r's position `index - shift[r]`.
     shift = lengths.max() - lengths if aligned else np.zeros_like(lengths)
     ends = lengths + shift
-    cache = kv_cache.shared_prompts(*prompt_cache, sources, lengths, new, ends)
+    cache = kv_cache.shared_prompts(prompt_cache, sources, lengths, new, ends)
     steps = {}
     for index in range(ends.min() - 1, ends.max() + new - 1):
         inputs = sequences[np.arange(rows), np.clip(index - shift, 0, None)][:, None]
@@ -147,9 +148,9 @@ def test_a_shared_prompt_step_reads_only_the_own_blocks_its_rows_reach(
     layer = GPTNeoAttention(num_heads=2, attention_type=attention_type, window_size=5)
     hidden = rng.normal(size=(1, prompt + new, 8)).astype("float32")
     full = np.asarray(layer(hidden))[0]
-    prompt_cache = tuple(kv_cache.empty(1, 2, bucket, 4, "float32") for _ in range(2))
+    prompt_cache = kv_cache.empty(1, 2, bucket, 4, "float32")
     _, prompt_cache = layer(hidden[:, :prompt], cache=prompt_cache, cache_update_index=0)
-    cache = kv_cache.shared_prompts(*prompt_cache, [0], [prompt], new)
+    cache = kv_cache.shared_prompts(prompt_cache, [0], [prompt], new)
     outputs = []
     for offset in range(end):
         for name in ("keys", "values"):

@@ -216,10 +216,9 @@ class GPTNeoCausalLM(PresetLoading, keras_hub.models.CausalLM):
         return {"head": ops.cast(ops.transpose(embedding.embeddings), embedding.compute_dtype)}
 
     def empty_cache(self, batch_size, max_length: int) -> tuple:
-        """A zero key/value cache: per layer, `(keys, values)`, each `[blocks, batch_size,
-        num_heads, 64, head_dim]`, blocks of 64 positions covering `max_length` (`kv_cache`: a
-        decoding step reads only the blocks it sees, in the layout attention reads without a
-        copy).
+        """A zero key/value cache: per layer, `(keys, values)`, in blocks of 64 positions
+        covering `max_length` (`kv_cache.empty`: a decoding step reads only the blocks it
+        sees, in the layout its attention reads without a copy).
 
         Kept per layer and apart, so that a decoding step writes its position in place. One
         stacked `[B, layers, 2, ...]` tensor is rebuilt whole at every step: on a CPU that
@@ -227,17 +226,12 @@ class GPTNeoCausalLM(PresetLoading, keras_hub.models.CausalLM):
         """
         backbone = self.backbone
         dims = (backbone.num_heads, max_length, backbone.head_dim, self.compute_dtype)
-        return tuple(
-            (kv_cache.empty(batch_size, *dims), kv_cache.empty(batch_size, *dims))
-            for _ in range(backbone.num_layers)
-        )
+        return tuple(kv_cache.empty(batch_size, *dims) for _ in range(backbone.num_layers))
 
     def cache_rows(self, cache, rows) -> tuple:
         """The key/value cache of rows `rows` (int `[n]`, repeats allowed) of `cache`: each
         sample of a prompt starts from its prompt's cache."""
-        return tuple(
-            (kv_cache.rows(keys, rows), kv_cache.rows(values, rows)) for keys, values in cache
-        )
+        return tuple(kv_cache.rows(layer_cache, rows) for layer_cache in cache)
 
     def share_prompts(
         self, prompt_cache, sources, prompt_lengths, new_positions: int, prompt_ends=None
@@ -255,9 +249,9 @@ class GPTNeoCausalLM(PresetLoading, keras_hub.models.CausalLM):
         """
         return tuple(
             kv_cache.shared_prompts(
-                keys, values, sources, prompt_lengths, new_positions, prompt_ends
+                layer_cache, sources, prompt_lengths, new_positions, prompt_ends
             )
-            for keys, values in prompt_cache
+            for layer_cache in prompt_cache
         )
 
     def prefill(self, token_ids) -> tuple:

@@ -1,13 +1,15 @@
 """One attention layer's key/value cache, kept in blocks of positions.
 
-A layer's keys, and its values, are one tensor `[blocks, B, heads, BLOCK_POSITIONS,
-head_dim]`. A decoding step reads only the blocks its query can see (`visible_blocks`), one
-at a time in a loop: with one `[B, heads, length, head_dim]` tensor, every step read and
-multiplied the whole static length, the positions not yet written included, and a local layer
-read far beyond its window. Blocks lead the shape so that each is one contiguous piece of
-memory: a block sliced out of the positions axis is a strided copy, which cost more than
-reading the whole length; and a loop over blocks compiles once, where a conditional per
-block doubled the compile time (Generation in BENCHMARKS.md).
+A layer's values are one tensor `[blocks, B, heads, BLOCK_POSITIONS, head_dim]`, its keys one
+`[blocks, B, heads, head_dim, BLOCK_POSITIONS]`. A decoding step reads only the blocks its
+query can see (`visible_blocks`), one at a time in a loop: with one `[B, heads, length,
+head_dim]` tensor, every step read and multiplied the whole static length, the positions not
+yet written included, and a local layer read far beyond its window. Blocks lead the shape so
+that each is one contiguous piece of memory: a block sliced out of the positions axis is a
+strided copy, which cost more than reading the whole length; and a loop over blocks compiles
+once, where a conditional per block doubled the compile time (Generation in BENCHMARKS.md).
+The keys hold the positions last so that a step's scores, like its context, are a sum over a
+block's middle axis (`GPTNeoAttention._step_context` says why sums rather than products).
 
 Rows that continue the same prompts (the samples of a HumanEval problem) can share them
 instead (`shared_prompts`): each prompt's keys and values once, and each row's own positions
@@ -36,43 +38,64 @@ _OWN_BLOCKS = 4
 _SMALLEST_OWN_BLOCK = 64
 
 
-def empty(batch_size, num_heads: int, length: int, head_dim: int, dtype):
-    """A zero cache of at least `length` positions, `[blocks, batch_size, num_heads,
+# From `[B, heads, blocks, BLOCK_POSITIONS, head_dim]` to the layout of the keys, and of the
+# values, and back.
+_LAYOUTS = ((2, 0, 1, 4, 3), (2, 0, 1, 3, 4))
+_BY_POSITION = tuple(tuple(layout.index(axis) for axis in range(5)) for layout in _LAYOUTS)
+
+
+def empty(batch_size, num_heads: int, length: int, head_dim: int, dtype) -> tuple:
+    """A zero cache of at least `length` positions: `(keys, values)`, `[blocks, batch_size,
+    num_heads, head_dim, BLOCK_POSITIONS]` and `[blocks, batch_size, num_heads,
     BLOCK_POSITIONS, head_dim]`."""
     blocks = -(-length // BLOCK_POSITIONS)
-    return ops.zeros([blocks, batch_size, num_heads, BLOCK_POSITIONS, head_dim], dtype=dtype)
+    values = [blocks, batch_size, num_heads, BLOCK_POSITIONS, head_dim]
+    keys = values[:3] + [head_dim, BLOCK_POSITIONS]
+    return ops.zeros(keys, dtype=dtype), ops.zeros(values, dtype=dtype)
 
 
-def positions(cache):
-    """The cache as `[B, heads, positions, head_dim]` (a copy)."""
-    blocks, batch, heads, block, head_dim = ops.shape(cache)
-    by_position = ops.transpose(cache, (1, 2, 0, 3, 4))
-    return ops.reshape(by_position, (batch, heads, blocks * block, head_dim))
+def positions(cache) -> tuple:
+    """The cache `(keys, values)`, each as `[B, heads, positions, head_dim]` (copies)."""
+    by_position = []
+    for part, layout in zip(cache, _BY_POSITION, strict=True):
+        part = ops.transpose(part, layout)
+        batch, heads, blocks, block, head_dim = ops.shape(part)
+        by_position.append(ops.reshape(part, (batch, heads, blocks * block, head_dim)))
+    return tuple(by_position)
 
 
-def write(cache, update, index):
-    """`cache` with `update` `[B, heads, T, head_dim]` written at positions `index .. index +
-    T - 1`: in place for one position (a decoding step), through a copy of the whole cache
-    for several (a prompt, once)."""
-    if update.shape[2] == 1:
+def write(cache, key, value, index) -> tuple:
+    """The cache `(keys, values)` with `key` and `value` `[B, heads, T, head_dim]` written at
+    positions `index .. index + T - 1`: in place for one position (a decoding step), through
+    a copy of the whole cache for several (a prompt, once)."""
+    if key.shape[2] == 1:
         block, offset = index // BLOCK_POSITIONS, index % BLOCK_POSITIONS
-        return ops.slice_update(cache, [block, 0, 0, offset, 0], ops.expand_dims(update, 0))
-    blocks, batch, heads, _, head_dim = ops.shape(cache)
-    updated = ops.slice_update(positions(cache), [0, 0, index, 0], update)
-    updated = ops.reshape(updated, (batch, heads, blocks, BLOCK_POSITIONS, head_dim))
-    return ops.transpose(updated, (2, 0, 1, 3, 4))
+        keys = ops.slice_update(
+            cache[0], [block, 0, 0, 0, offset], ops.expand_dims(ops.swapaxes(key, 2, 3), 0)
+        )
+        values = ops.slice_update(cache[1], [block, 0, 0, offset, 0], ops.expand_dims(value, 0))
+        return keys, values
+    written = []
+    for by_position, new, layout in zip(positions(cache), (key, value), _LAYOUTS, strict=True):
+        batch, heads, length, head_dim = ops.shape(by_position)
+        updated = ops.slice_update(by_position, [0, 0, index, 0], new)
+        blocks = length // BLOCK_POSITIONS
+        updated = ops.reshape(updated, (batch, heads, blocks, BLOCK_POSITIONS, head_dim))
+        written.append(ops.transpose(updated, layout))
+    return tuple(written)
 
 
-def rows(cache, indices):
-    """The cache of rows `indices` of `cache` (a row may repeat)."""
-    return ops.take(cache, indices, axis=1)
+def rows(cache, indices) -> tuple:
+    """The cache `(keys, values)` of rows `indices` of `cache` (a row may repeat)."""
+    return tuple(ops.take(part, indices, axis=1) for part in cache)
 
 
-def block(cache, number):
-    """Block `number` (a scalar tensor) of `cache`: `[B, heads, BLOCK_POSITIONS, head_dim]`."""
-    _, batch, heads, size, head_dim = ops.shape(cache)
-    piece = ops.slice(cache, [number, 0, 0, 0, 0], [1, batch, heads, size, head_dim])
-    return ops.reshape(piece, (batch, heads, size, head_dim))
+def block(part, number):
+    """Block `number` (a scalar tensor) of the keys or the values `part`: `[B, heads,
+    head_dim, BLOCK_POSITIONS]` or `[B, heads, BLOCK_POSITIONS, head_dim]`."""
+    _, batch, heads, *sizes = ops.shape(part)
+    piece = ops.slice(part, [number, 0, 0, 0, 0], [1, batch, heads, *sizes])
+    return ops.reshape(piece, (batch, heads, *sizes))
 
 
 def visible_blocks(index, attention_type: str = "global", window_size: int = 0):
@@ -85,13 +108,12 @@ def visible_blocks(index, attention_type: str = "global", window_size: int = 0):
     return first, index // BLOCK_POSITIONS + 1
 
 
-def shared_prompts(
-    prompt_keys, prompt_values, sources, prompt_lengths, new_positions: int, prompt_ends=None
-):
+def shared_prompts(prompt_cache, sources, prompt_lengths, new_positions: int, prompt_ends=None):
     """A layer's cache for rows that continue shared prompts.
 
     Args:
-        prompt_keys, prompt_values: the prompts' cache, in blocks (`empty`), one row a prompt.
+        prompt_cache: the prompts' cache `(keys, values)`, in blocks (`empty`), one row a
+            prompt.
         sources: int `[B]`, the prompt each row continues.
         prompt_lengths: int `[B]`, the length of that prompt: the row's own positions start
             there.
@@ -111,12 +133,13 @@ def shared_prompts(
     """
     prompt_lengths = ops.convert_to_tensor(prompt_lengths, "int32")
     prompt_ends = prompt_lengths if prompt_ends is None else prompt_ends
-    _, _, heads, _, head_dim = ops.shape(prompt_keys)
+    prompt_keys, prompt_values = positions(prompt_cache)
+    _, heads, _, head_dim = ops.shape(prompt_keys)
     blocks, size = own_blocks(new_positions)
     own = [ops.shape(sources)[0], heads, size, head_dim]
     return {
-        "prompt_keys": ops.transpose(positions(prompt_keys), (1, 0, 3, 2)),
-        "prompt_values": ops.transpose(positions(prompt_values), (1, 0, 2, 3)),
+        "prompt_keys": ops.transpose(prompt_keys, (1, 0, 3, 2)),
+        "prompt_values": ops.transpose(prompt_values, (1, 0, 2, 3)),
         "keys": tuple(ops.zeros(own, prompt_keys.dtype) for _ in range(blocks)),
         "values": tuple(ops.zeros(own, prompt_keys.dtype) for _ in range(blocks)),
         "sources": ops.convert_to_tensor(sources, "int32"),
