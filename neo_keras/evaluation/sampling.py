@@ -7,9 +7,10 @@ group's longest prompt is rounded up to a multiple of `bucket_size` (its bucket)
 `max_new_tokens` added, so the compiled functions are traced once per bucket, not per prompt.
 Every row keeps its own prompt tokens and samples after them, exactly as it would alone. Each
 distinct prompt of a batch runs through the model once; its samples start from copies of its
-key/value cache, right-padded, or with `share_prompts` share it (`GPTNeoCausalLM.
-share_prompts`: a decoding step then reads each prompt once, not once per sample, and with
-every prompt ending at one column all rows decode from the first step). A row's random draws
+key/value cache (`GPTNeoCausalLM.cache_rows`), or with `share_prompts` share it
+(`GPTNeoCausalLM.share_prompts`: a decoding step then reads each prompt once, not once per
+sample). Either way every prompt of a batch ends at one column and each row decodes at a
+position of its own, so all rows decode from the first step. A row's random draws
 are its own (`neo_keras.generation.token_choice`), so what it generates does not depend on its
 batch's other rows, its replica, host or order. The batch size is part of the arithmetic:
 products of another number of rows can be rounded differently (XLA blocks a matmul's sums by
@@ -293,7 +294,7 @@ class CompletionGenerator:
             )
         cache = self.model.empty_cache(ops.shape(distinct_prompts)[0], ops.shape(token_ids)[1])
         _, _, cache = self.model.call_with_cache(distinct_prompts, cache, 0)
-        return self.model.cache_rows(cache, sources)
+        return self.model.cache_rows(cache, sources, prompt_ends - prompt_lengths)
 
     def _decode_steps(
         self, token_ids, cache, index, prompt_mask, prompt_ends, keys, finished, kernels
@@ -408,13 +409,12 @@ class CompletionGenerator:
         bucket = -(-longest // self.bucket_size) * self.bucket_size
         length = min(bucket + self.max_new_tokens, self.max_length)
         bucket = min(bucket, length)
-        # Rows sharing their prompts' cache need not sit at their prompts' positions in the
-        # token buffer: with every prompt ending at the longest one's end, all rows decode
-        # from the first step, where right-padded rows would start at the shortest prompt's
-        # end and the longer prompts wait, a step per token of difference.
-        end = longest if self.share_prompts else None
+        # Every prompt ends at the longest one's end and each row decodes at a position of
+        # its own, so all rows decode from the first step, where right-padded rows would
+        # start at the shortest prompt's end and the longer prompts wait, a step per token
+        # of difference.
         packed = [
-            self._pack(rows, requests, encoded, batch_size, distinct, bucket, length, end)
+            self._pack(rows, requests, encoded, batch_size, distinct, bucket, length, longest)
             for rows in group
         ]
         while len(packed) < self.replicas:
@@ -424,14 +424,14 @@ class CompletionGenerator:
         return packed
 
     def _pack(self, rows, requests, encoded, batch_size, distinct, bucket, length, end) -> _Batch:
-        """The prompts of `rows` in `length` columns: ending at column `end`, or from column 0
-        when it is None; filler rows repeat the last real row."""
+        """The prompts of `rows` in `length` columns, ending at column `end`; filler rows
+        repeat the last real row."""
         filled = list(rows) + [rows[-1]] * (batch_size - len(rows))
         prompts = [requests[r].prompt for r in filled]
         token_ids = np.full((batch_size, length), self.pad_token_id, "int32")
         prompt_mask = np.zeros((batch_size, length), bool)
         prompt_lengths = np.array([len(encoded[r]) for r in filled], "int32")
-        prompt_ends = prompt_lengths if end is None else np.full(batch_size, end, "int32")
+        prompt_ends = np.full(batch_size, end, "int32")
         for i, r in enumerate(filled):
             token_ids[i, prompt_ends[i] - prompt_lengths[i] : prompt_ends[i]] = encoded[r]
             prompt_mask[i, prompt_ends[i] - prompt_lengths[i] : prompt_ends[i]] = True

@@ -2,11 +2,11 @@
 
 Rows are prompts of different lengths in one `[rows, length]` buffer: at the start of each
 row, or all ending at one column where the model keeps each row's position itself (a cache
-of shared prompts, `kv_cache.row_positions`). Decoding begins at the first prompt end; at a
-column still inside a row's prompt the row keeps its own token (and the step only extends its
-cache), past it the row takes the chosen token. A row finishes at a stop token or at its own
-end; a finished row writes `pad_token_id` from then on, and the loop ends when every row has
-finished.
+of rows at their own positions, `kv_cache.row_positions`). Decoding begins at the first
+prompt end; at a column still inside a row's prompt the row keeps its own token (and the step
+only extends its cache), past it the row takes the chosen token. A row finishes at a stop
+token or at its own end; a finished row writes `pad_token_id` from then on, and the loop ends
+when every row has finished.
 """
 
 from __future__ import annotations

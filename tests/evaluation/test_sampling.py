@@ -231,20 +231,18 @@ def test_bad_generator_arguments(model):
         make_generator(model, batch_size=0)
 
 
-def test_decode_steps_are_counted_from_the_shortest_prompt_to_the_last_row_end(model):
-    generator = make_generator(model, stop_token_ids=())
-    lengths = [len(generator._encode(prompt)) for prompt in PROMPTS]
-    generator.generate(PROMPTS)  # one batch of the four prompts
-    assert generator.stats.decode_steps == max(lengths) + NEW_TOKENS - min(lengths)
-    stats = json.loads(json.dumps(generator.stats.as_dict()))  # as summary.json holds it
-    per_step = stats["generate_seconds"] / stats["decode_steps"]
-    assert stats["seconds_per_step"] == pytest.approx(per_step, abs=1e-3)
-
-
-def test_rows_sharing_their_prompts_all_decode_from_the_first_step(model, alone):
+@pytest.mark.parametrize("share_prompts", [False, True], ids=["copied", "shared"])
+def test_rows_of_different_prompt_lengths_all_decode_from_the_first_step(
+    model, alone, share_prompts
+):
     # One batch of prompts of different lengths: each row at its own position from the first
     # step, where right-padded rows would wait for the longest prompt.
-    generator = make_generator(model, stop_token_ids=(), share_prompts=True)
+    generator = make_generator(model, stop_token_ids=(), share_prompts=share_prompts)
+    lengths = {len(generator._encode(prompt)) for prompt in PROMPTS}
+    assert len(lengths) > 1
     together = generator.generate(PROMPTS)
     assert generator.stats.decode_steps == NEW_TOKENS
     assert [completions[0] for completions in together] == [alone[p] for p in PROMPTS]
+    stats = json.loads(json.dumps(generator.stats.as_dict()))  # as summary.json holds it
+    per_step = stats["generate_seconds"] / stats["decode_steps"]
+    assert stats["seconds_per_step"] == pytest.approx(per_step, abs=1e-3)

@@ -88,6 +88,37 @@ def test_a_step_sees_the_blocks_up_to_its_own_and_a_local_layer_those_of_its_win
     assert [int(b) for b in kv_cache.visible_blocks(400, "local", 256)] == [2, 7]
 
 
+@pytest.mark.parametrize("attention_type, window", [("global", 256), ("local", 5), ("local", 70)])
+def test_rows_at_own_positions_equal_each_row_alone(attention_type, window):
+    """Rows copying two prompts of different lengths, each moved to end at the same column
+    and decoded from there a column a step across block boundaries, each row at a position
+    of its own: every row's outputs equal attention over that row's whole sequence."""
+    prompt_lengths, bucket, new = np.array([7, 100]), 128, 90
+    sources = np.array([0, 1, 1, 0], "int32")
+    rng = np.random.default_rng(window)
+    layer = GPTNeoAttention(num_heads=2, attention_type=attention_type, window_size=window)
+    prompts = rng.normal(size=(2, bucket, 8)).astype("float32")
+    rows = len(sources)
+    sequences = rng.normal(size=(rows, bucket + new, 8)).astype("float32")
+    lengths = prompt_lengths[sources]
+    for row, (source, length) in enumerate(zip(sources, lengths, strict=True)):
+        sequences[row, :length] = prompts[source, :length]
+    prompt_cache = kv_cache.empty(2, 2, bucket + new, 4, "float32")
+    _, prompt_cache = layer(prompts, cache=prompt_cache, cache_update_index=0)
+    end = lengths.max()
+    cache = kv_cache.rows_at_own_positions(prompt_cache, sources, end - lengths)
+    assert cache["keys"].shape == (4, rows, 2, 4, kv_cache.BLOCK_POSITIONS)
+    steps = []
+    for index in range(end, end + new):
+        inputs = sequences[np.arange(rows), index - end + lengths][:, None]
+        output, cache = layer(inputs, cache=cache, cache_update_index=index)
+        steps.append(np.asarray(output)[:, 0])
+    for row, length in enumerate(lengths):
+        alone = np.asarray(layer(sequences[row : row + 1, : length + new]))[0]
+        decoded = np.stack([step[row] for step in steps])
+        np.testing.assert_allclose(decoded, alone[length:], atol=2e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize(
     "attention_type, window, aligned, new",
     [

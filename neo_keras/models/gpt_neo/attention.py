@@ -155,7 +155,8 @@ class GPTNeoAttention(keras.layers.Layer):
         (`kv_cache`), the new keys and values are written at `cache_update_index` and the
         queries attend over the cache (one query: over the blocks it sees); returns `(output,
         updated_cache)` in that case. A cache of shared prompts (`kv_cache.shared_prompts`)
-        takes one position a step.
+        or of rows at their own positions (`kv_cache.rows_at_own_positions`) takes one
+        position a step.
         """
         query = self._split_heads(self.query_dense(hidden_states))
         key = self._split_heads(self.key_dense(hidden_states))
@@ -200,13 +201,26 @@ class GPTNeoAttention(keras.layers.Layer):
 
         `query`, `key` and `value` are the step's projections, `[B, 1, heads, head_dim]`;
         `cache` is this layer's blocks (`kv_cache.empty`), the key and value written at
-        `cache_update_index`, or a cache of shared prompts (`kv_cache.shared_prompts`).
+        `cache_update_index`; the same with each row at a position of its own
+        (`kv_cache.rows_at_own_positions`); or a cache of shared prompts
+        (`kv_cache.shared_prompts`).
         """
-        if isinstance(cache, dict):
+        if isinstance(cache, dict) and query.shape[1] != 1:
+            raise ValueError(
+                f"A cache of rows at their own positions takes one position a step, got "
+                f"{query.shape[1]}; run the prompts through a cache of their own first "
+                "(`kv_cache.empty`)."
+            )
+        if isinstance(cache, dict) and "prompt_keys" in cache:
             return self._shared_prompt_step(query, key, value, cache, cache_update_index)
         index = ops.convert_to_tensor(cache_update_index, "int32")
-        cache = self._write(cache, key, value, index)
-        context = self._step_context(query, *cache, index)
+        if isinstance(cache, dict):
+            blocks = self._write((cache["keys"], cache["values"]), key, value, index)
+            context = self._step_context(query, *blocks, index, cache["starts"])
+            cache = {**cache, "keys": blocks[0], "values": blocks[1]}
+        else:
+            cache = self._write(cache, key, value, index)
+            context = self._step_context(query, *cache, index)
         rows = ops.shape(query)[0]
         return ops.reshape(context, (rows, 1, self.num_heads * self.head_dim)), cache
 
@@ -229,11 +243,12 @@ class GPTNeoAttention(keras.layers.Layer):
         scores = ops.where(mask, scores, _MASKED_SCORE)
         return self.probs_dropout(ops.cast(ops.softmax(scores, axis=-1), self.compute_dtype))
 
-    def _step_context(self, query, keys, values, index):
-        """The context of one query `[B, 1, heads, head_dim]` at position `index`, over the
+    def _step_context(self, query, keys, values, index, starts=None):
+        """The context of one query `[B, 1, heads, head_dim]` at column `index`, over the
         cached blocks it sees (`kv_cache.visible_blocks`), one block at a time, the softmax
         taken over the blocks in parts (`_merge`), without a pass over the blocks the query
-        cannot see.
+        cannot see. With `starts` `[B]`, a row's keys begin at its column there
+        (`kv_cache.rows_at_own_positions`).
 
         A block's scores and context are products summed, not products of matrices: XLA's CPU
         backend copies a block sliced from the cache by a loop's index before a matrix product
@@ -251,6 +266,8 @@ class GPTNeoAttention(keras.layers.Layer):
             mask = attention_mask(
                 ops.reshape(index, [1]), key_positions, self.attention_type, self.window_size
             )
+            if starts is not None:
+                mask = ops.logical_and(mask, (key_positions >= starts[:, None])[:, None, :])
             block_keys = ops.cast(kv_cache.block(keys, number), "float32")
             scores = ops.sum(query * block_keys, axis=2, keepdims=True)  # [B, heads, 1, keys]
             block_values = ops.cast(kv_cache.block(values, number), "float32")
@@ -294,11 +311,6 @@ class GPTNeoAttention(keras.layers.Layer):
     def _shared_prompt_step(self, query, key, value, cache, index):
         """One position a row, over its prompt, shared with other rows, and its own positions
         (`kv_cache.shared_prompts`). Returns `(context, updated_cache)`."""
-        if query.shape[1] != 1:
-            raise ValueError(
-                f"A cache of shared prompts takes one position a step, got {query.shape[1]}; "
-                "run the prompts through a cache of their own first (`kv_cache.empty`)."
-            )
         positions = kv_cache.row_positions(cache, ops.convert_to_tensor(index, "int32"))
         offsets = positions - cache["prompt_lengths"]  # into each row's own positions
         cache = dict(cache)

@@ -153,8 +153,8 @@ class GPTNeoCausalLM(PresetLoading, keras_hub.models.CausalLM):
         Args:
             token_ids: int `[B, T]`, the tokens at positions
                 `cache_update_index .. cache_update_index + T - 1`.
-            cache: the key/value cache (`empty_cache`, or `share_prompts` for one position
-                a step).
+            cache: the key/value cache (`empty_cache`; `cache_rows` or `share_prompts`, each
+                row at a position of its own, for one position a step).
             cache_update_index: position of the first token of `token_ids`.
             kernels: what `decode_kernels()` made, once for many calls; when None, the
                 weights as the layers hold them.
@@ -163,7 +163,7 @@ class GPTNeoCausalLM(PresetLoading, keras_hub.models.CausalLM):
             `(logits, hidden_states, cache)`.
         """
         start = cache_update_index
-        if isinstance(cache[0], dict):  # shared prompts: each row at its own position
+        if isinstance(cache[0], dict):  # each row at its own position
             start = kv_cache.row_positions(cache[0], cache_update_index)
         x = self.backbone.embed(token_ids, start_index=start)
         if kernels is not None and "layers" in kernels and token_ids.shape[1] == 1:
@@ -228,10 +228,15 @@ class GPTNeoCausalLM(PresetLoading, keras_hub.models.CausalLM):
         dims = (backbone.num_heads, max_length, backbone.head_dim, self.compute_dtype)
         return tuple(kv_cache.empty(batch_size, *dims) for _ in range(backbone.num_layers))
 
-    def cache_rows(self, cache, rows) -> tuple:
-        """The key/value cache of rows `rows` (int `[n]`, repeats allowed) of `cache`: each
-        sample of a prompt starts from its prompt's cache."""
-        return tuple(kv_cache.rows(layer_cache, rows) for layer_cache in cache)
+    def cache_rows(self, cache, rows, starts) -> tuple:
+        """A cache of rows `rows` (int `[n]`, repeats allowed) of `cache`, a prompt each: each
+        sample of a prompt starts from its prompt's cache, row `i` at a position of its own,
+        its prompt moved to start at step index `starts[i]`
+        (`kv_cache.rows_at_own_positions`). With every prompt ending at the same index, rows
+        of different prompt lengths all decode from the first step."""
+        return tuple(
+            kv_cache.rows_at_own_positions(layer_cache, rows, starts) for layer_cache in cache
+        )
 
     def share_prompts(
         self, prompt_cache, sources, prompt_lengths, new_positions: int, prompt_ends=None

@@ -10,6 +10,8 @@ strided copy, which cost more than reading the whole length; and a loop over blo
 once, where a conditional per block doubled the compile time (Generation in BENCHMARKS.md).
 The keys hold the positions last so that a step's scores, like its context, are a sum over a
 block's middle axis (`GPTNeoAttention._step_context` says why sums rather than products).
+The rows of a batch of prompts of different lengths can each decode at a position of their
+own (`rows_at_own_positions`), all from the first step.
 
 Rows that continue the same prompts (the samples of a HumanEval problem) can share them
 instead (`shared_prompts`): each prompt's keys and values once, and each row's own positions
@@ -76,19 +78,43 @@ def write(cache, key, value, index) -> tuple:
         )
         values = ops.slice_update(cache[1], [block, 0, 0, offset, 0], ops.expand_dims(value, 0))
         return keys, values
-    written = []
-    for by_position, new, layout in zip(positions(cache), (key, value), _LAYOUTS, strict=True):
-        batch, heads, length, head_dim = ops.shape(by_position)
-        updated = ops.slice_update(by_position, [0, 0, index, 0], new)
-        blocks = length // BLOCK_POSITIONS
-        updated = ops.reshape(updated, (batch, heads, blocks, BLOCK_POSITIONS, head_dim))
-        written.append(ops.transpose(updated, layout))
-    return tuple(written)
+    return tuple(
+        _in_blocks(ops.slice_update(by_position, [0, 0, index, 0], new), layout)
+        for by_position, new, layout in zip(positions(cache), (key, value), _LAYOUTS, strict=True)
+    )
 
 
-def rows(cache, indices) -> tuple:
-    """The cache `(keys, values)` of rows `indices` of `cache` (a row may repeat)."""
-    return tuple(ops.take(part, indices, axis=1) for part in cache)
+def _in_blocks(by_position, layout):
+    """`[B, heads, positions, head_dim]` (a whole number of blocks) in `layout`."""
+    batch, heads, length, head_dim = ops.shape(by_position)
+    blocks = length // BLOCK_POSITIONS
+    by_block = ops.reshape(by_position, (batch, heads, blocks, BLOCK_POSITIONS, head_dim))
+    return ops.transpose(by_block, layout)
+
+
+def rows_at_own_positions(cache, rows, starts) -> dict:
+    """A cache for rows that each decode at a position of their own, while a step writes one
+    column for all of them: row `i` is row `rows[i]` of `cache` (a prompt from position 0; a
+    row may repeat) moved `starts[i]` columns on, its position `p` at column `starts[i] + p`.
+
+    With every prompt of a batch ending at the same column, all its rows decode from the
+    first step: right-padded, a batch starts at its shortest prompt's end and steps through
+    the longer prompts a token at a time (4 prompts of 87-123 tokens: 164 steps for 128 new
+    tokens). The columns before a row's start are hidden from its queries.
+
+    Returns:
+        A dict: `keys` and `values` in blocks (`empty`), and `starts` `[B]` (`row_positions`).
+    """
+    starts = ops.convert_to_tensor(starts, "int32")
+    moved = []
+    for by_position, layout in zip(positions(cache), _LAYOUTS, strict=True):
+        length = ops.shape(by_position)[2]
+        # Row i's column c holds its position c - starts[i]; those before its start, any.
+        sources = ops.clip(ops.arange(length)[None, :] - starts[:, None], 0, length - 1)
+        part = ops.take(by_position, rows, axis=0)
+        part = ops.take_along_axis(part, sources[:, None, :, None], axis=2)
+        moved.append(_in_blocks(part, layout))
+    return {"keys": moved[0], "values": moved[1], "starts": starts}
 
 
 def block(part, number):
@@ -129,8 +155,8 @@ def shared_prompts(prompt_cache, sources, prompt_lengths, new_positions: int, pr
         `prompt_values` `[heads, prompts, prompt positions, head_dim]`, the layouts in which
         the products of a step over all prompts read them without a copy; `keys` and
         `values`, a row's own positions from its prompt's end in blocks (`own_blocks`), each
-        `[B, heads, positions, head_dim]` (`write_rows`); `sources`, `prompt_lengths` and
-        `prompt_ends`.
+        `[B, heads, positions, head_dim]` (`write_rows`); `sources`, `prompt_lengths`, and
+        `starts`, the step index of each row's position 0 (`row_positions`).
     """
     prompt_lengths = ops.convert_to_tensor(prompt_lengths, "int32")
     prompt_ends = prompt_lengths if prompt_ends is None else prompt_ends
@@ -145,7 +171,7 @@ def shared_prompts(prompt_cache, sources, prompt_lengths, new_positions: int, pr
         "values": tuple(ops.zeros(own, prompt_keys.dtype) for _ in range(blocks)),
         "sources": ops.convert_to_tensor(sources, "int32"),
         "prompt_lengths": prompt_lengths,
-        "prompt_ends": ops.convert_to_tensor(prompt_ends, "int32"),
+        "starts": ops.convert_to_tensor(prompt_ends, "int32") - prompt_lengths,
     }
 
 
@@ -155,10 +181,10 @@ def own_blocks(new_positions: int) -> tuple[int, int]:
     return blocks, -(-new_positions // blocks)
 
 
-def row_positions(shared, index):
-    """`[B]`: the position in its own sequence of each row of a `shared_prompts` cache at step
-    `index` (its prompt's length where its prompt ends)."""
-    return index - shared["prompt_ends"] + shared["prompt_lengths"]
+def row_positions(cache, index):
+    """`[B]`: the position in its own sequence of each row of a cache of `shared_prompts` or
+    of `rows_at_own_positions` at step `index`."""
+    return index - cache["starts"]
 
 
 def write_rows(blocks: tuple, update, offsets) -> tuple:
