@@ -6,9 +6,11 @@ exactly `--max_new_tokens` tokens per prompt (no stops, so both do the same work
 of `--batch_size` rows. `transformers` runs with its key/value cache, left-padded batches and
 `num_return_sequences`, in eager PyTorch as its users run it. Prints generated tokens per second
 for each, their ratio, and the XLA compile time (paid once per shape bucket) separately. The
-generator runs with each row's own copy of its prompt's cache (as `generate()` and the
-SavedModel decode), and from `SHARE_PROMPTS_FROM` samples a prompt also with the samples
-sharing it (as `neo_keras.evaluate` then decodes).
+generator runs with each row's own copy of its prompt's cache (as `neo_keras.evaluate` decodes
+below `SHARE_PROMPTS_FROM` samples a prompt; `generate()` and the SavedModel take the same
+step, from their shortest prompt's end on), and from `SHARE_PROMPTS_FROM` samples a prompt
+also with the samples sharing it (as `neo_keras.evaluate` then decodes). Both decode every row
+from the first step, so a step is a new token of every row.
 
 It also measures this machine's limit for one decode step, in the same run: the step must read
 every weight once and the filled part of the key/value cache, a shared prompt once (bytes over
@@ -202,9 +204,9 @@ def main() -> None:
     reference_tps = time_reference(reference, tokenizer, args, prompts)
     del reference
     gc.collect()
-    # Each row with its own copy of its prompt's cache (`generate()`, the SavedModel), and,
-    # with several samples a prompt, the samples sharing it (`neo_keras.evaluate` from
-    # SHARE_PROMPTS_FROM samples on).
+    # Each row with its own copy of its prompt's cache (the step of `generate()` and the
+    # SavedModel), and, with several samples a prompt, the samples sharing it
+    # (`neo_keras.evaluate` from SHARE_PROMPTS_FROM samples on).
     layouts = [("own cache", False)]
     if args.num_samples >= SHARE_PROMPTS_FROM:
         layouts.append(("shared prompts", True))
