@@ -113,7 +113,8 @@ class GenerationStats:
 
 @dataclasses.dataclass
 class _Batch:
-    """One replica's packed batch: right-padded prompts and what the host tracks per row."""
+    """One replica's packed batch: prompts ending at one column, and what the host tracks per
+    row."""
 
     rows: list[int]  # the requests of the real rows
     token_ids: np.ndarray  # [batch, length]
