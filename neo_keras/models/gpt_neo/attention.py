@@ -214,15 +214,15 @@ class GPTNeoAttention(keras.layers.Layer):
         if isinstance(cache, dict) and "prompt_keys" in cache:
             return self._shared_prompt_step(query, key, value, cache, cache_update_index)
         index = ops.convert_to_tensor(cache_update_index, "int32")
-        if isinstance(cache, dict):
-            blocks = self._write((cache["keys"], cache["values"]), key, value, index)
-            context = self._step_context(query, *blocks, index, cache["starts"])
-            cache = {**cache, "keys": blocks[0], "values": blocks[1]}
-        else:
-            cache = self._write(cache, key, value, index)
-            context = self._step_context(query, *cache, index)
+        at_own_positions = isinstance(cache, dict)
+        blocks = (cache["keys"], cache["values"]) if at_own_positions else cache
+        blocks = self._write(blocks, key, value, index)
+        starts = cache["starts"] if at_own_positions else None
+        context = self._step_context(query, *blocks, index, starts)
+        if at_own_positions:
+            blocks = {**cache, "keys": blocks[0], "values": blocks[1]}
         rows = ops.shape(query)[0]
-        return ops.reshape(context, (rows, 1, self.num_heads * self.head_dim)), cache
+        return ops.reshape(context, (rows, 1, self.num_heads * self.head_dim)), blocks
 
     def _write(self, cache, key, value, index):
         """This layer's `(keys, values)` blocks with `key` and `value` `[B, T, heads,

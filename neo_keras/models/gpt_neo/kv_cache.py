@@ -108,14 +108,13 @@ def rows_at_own_positions(cache, rows, starts) -> dict:
     starts = ops.convert_to_tensor(starts, "int32")
     rows = ops.convert_to_tensor(rows, "int32")
     moved = []
-    for part, by_position, layout in zip(cache, _BY_POSITION, _LAYOUTS, strict=True):
+    for by_position, layout in zip(positions(cache), _LAYOUTS, strict=True):
         # [prompts x positions, heads x head_dim]: a position's keys or values, one row to
         # gather whole. Gathered by element (`take_along_axis`) from `[B, heads, positions,
         # head_dim]`, the same took twice as long: 1.3-1.8 against 0.6-0.8 s a batch at 32
         # rows and the 125M shape, where the rows' copies alone take 0.7 s.
-        part = ops.transpose(part, [by_position[axis] for axis in (0, 2, 3, 1, 4)])
-        prompts, blocks, block, heads, head_dim = ops.shape(part)
-        length = blocks * block
+        prompts, heads, length, head_dim = ops.shape(by_position)
+        part = ops.transpose(by_position, (0, 2, 1, 3))
         part = ops.reshape(part, (prompts * length, heads * head_dim))
         # Row i's column c holds its position c - starts[i]; those before its start, any.
         sources = ops.clip(ops.arange(length)[None, :] - starts[:, None], 0, length - 1)
