@@ -17,7 +17,9 @@ every weight once and the filled part of the key/value cache, a shared prompt on
 the bandwidth of an XLA reduction over 1 GiB, measured here), and do two FLOPs per parameter
 per row (over the rate of an XLA float32 matmul, measured here); the larger of the two is the
 limit, and the fraction of it the generator reaches is printed beside the ratio to
-`transformers`.
+`transformers`. The rates are measured just before and just after each of the generator's
+timings: on a VM they move with the neighbours' load, by up to 1.5x within minutes, so the
+limit is taken at their mean over the timing, and the fraction is also printed at each end.
 
 The prompts are tokenized with a byte-level BPE trained here on the HumanEval prompts (no
 download); pass --tokenizer DIR (vocab.json + merges.txt, e.g. GPT-2's) to use another.
@@ -95,6 +97,11 @@ def measured_bandwidth() -> float:
     for _ in range(repeats):
         total(values).numpy()
     return 4 * int(values.shape[0]) * repeats / (time.perf_counter() - started)
+
+
+def machine_rates() -> tuple[float, float]:
+    """`(bytes a second read, float32 matmul FLOP/s)` on this machine now."""
+    return measured_bandwidth(), measured_peak_flops("float32")
 
 
 def step_limit(model, rows: int, cached: float, bandwidth: float, flops: float) -> dict:
@@ -198,7 +205,6 @@ def main() -> None:
         f"TF {tf.__version__} ({len(tf.config.list_physical_devices('GPU'))} GPU), "
         f"torch {torch.__version__} on {device}"
     )
-    bandwidth, matmul = measured_bandwidth(), measured_peak_flops("float32")
     # The reference first, then released: at the 1.3B shape both models, and the kernels our
     # decoding loop transposes (4.8 GB), did not fit in 24 GB together.
     reference_tps = time_reference(reference, tokenizer, args, prompts)
@@ -210,9 +216,11 @@ def main() -> None:
     layouts = [("own cache", False)]
     if args.num_samples >= SHARE_PROMPTS_FROM:
         layouts.append(("shared prompts", True))
-    rows, steps = [], {}
+    rows, steps, rates = [], {}, {}
     for layout, share in layouts:
+        before = machine_rates()
         tps, compile_seconds, steps[layout] = time_ours(ours, args, prompts, True, share)
+        rates[layout] = (before, machine_rates())
         rows.append((f"neo-keras, {layout}", tps))
         compile_text = ", ".join(f"{shape}: {s:.1f} s" for shape, s in compile_seconds.items())
         print(f"XLA compile ({layout}), once per shape bucket (batch x length): {compile_text}")
@@ -222,9 +230,12 @@ def main() -> None:
     print(f"{'':30}{'tokens/s':>10}{'vs transformers':>17}")
     for name, tps in rows:
         print(f"{name:30}{tps:10.1f}{tps / reference_tps:16.2f}x")
+    measured = [rate for layout, _ in layouts for rate in rates[layout]]
+    bandwidths, matmuls = [b / 1e9 for b, _ in measured], [f / 1e9 for _, f in measured]
     print(
-        f"Machine, measured here: {bandwidth / 1e9:.1f} GB/s read, {matmul / 1e9:.0f} GFLOP/s "
-        "float32 matmul."
+        f"Machine, measured before and after each neo-keras timing: "
+        f"{min(bandwidths):.1f}-{max(bandwidths):.1f} GB/s read, "
+        f"{min(matmuls):.0f}-{max(matmuls):.0f} GFLOP/s float32 matmul."
     )
     prompt_positions = sum(lengths) / len(lengths)
     own_positions = args.max_new_tokens / 2
@@ -234,14 +245,24 @@ def main() -> None:
         "shared prompts": batch_prompts * prompt_positions + args.batch_size * own_positions,
     }
     for layout, _ in layouts:
-        limit = step_limit(ours, args.batch_size, cached[layout], bandwidth, matmul)
+        (bandwidth_before, flops_before), (bandwidth_after, flops_after) = rates[layout]
+
+        def limit_at(bandwidth: float, flops: float, layout: str = layout) -> dict:
+            return step_limit(ours, args.batch_size, cached[layout], bandwidth, flops)
+
+        limit = limit_at((bandwidth_before + bandwidth_after) / 2, (flops_before + flops_after) / 2)
+        ends = [
+            limit_at(bandwidth_before, flops_before)["seconds"] / steps[layout],
+            limit_at(bandwidth_after, flops_after)["seconds"] / steps[layout],
+        ]
         print(
             f"{layout}: a step of {args.batch_size} rows with {cached[layout]:.0f} positions "
             f"cached in all reads {limit['bytes'] / 1e6:.0f} MB "
             f"({1e3 * limit['memory_seconds']:.1f} ms) and computes "
-            f"{1e3 * limit['compute_seconds']:.1f} ms: limit {1e3 * limit['seconds']:.1f} ms; "
-            f"neo-keras's step {1e3 * steps[layout]:.1f} ms, "
-            f"{limit['seconds'] / steps[layout]:.0%} of the limit."
+            f"{1e3 * limit['compute_seconds']:.1f} ms: limit {1e3 * limit['seconds']:.1f} ms "
+            f"(at the rates' mean over the timing); neo-keras's step "
+            f"{1e3 * steps[layout]:.1f} ms, {limit['seconds'] / steps[layout]:.0%} of the limit "
+            f"({min(ends):.0%}-{max(ends):.0%} at the rates before and after it)."
         )
 
 
