@@ -20,6 +20,8 @@ limit, and the fraction of it the generator reaches is printed beside the ratio 
 `transformers`. The rates are measured just before and just after each of the generator's
 timings: on a VM they move with the neighbours' load, by up to 1.5x within minutes, so the
 limit is taken at their mean over the timing, and the fraction is also printed at each end.
+A step's time is printed with its share of the batch's prefill (the prompts' pass, once a
+batch) and without it; the prefill's own limit is its prompt tokens' matmul work.
 
 The prompts are tokenized with a byte-level BPE trained here on the HumanEval prompts (no
 download); pass --tokenizer DIR (vocab.json + merges.txt, e.g. GPT-2's) to use another.
@@ -52,7 +54,11 @@ from transformers import PreTrainedTokenizerFast  # noqa: E402
 from neo_keras import GPTNeoCausalLM  # noqa: E402
 from neo_keras.data.tokenizer import END_OF_TEXT  # noqa: E402
 from neo_keras.evaluation.humaneval import load_problems  # noqa: E402
-from neo_keras.evaluation.sampling import SHARE_PROMPTS_FROM, CompletionGenerator  # noqa: E402
+from neo_keras.evaluation.sampling import (  # noqa: E402
+    SHARE_PROMPTS_FROM,
+    CompletionGenerator,
+    GenerationStats,
+)
 from neo_keras.generation.token_choice import SamplingSettings  # noqa: E402
 from neo_keras.models.gpt_neo import presets  # noqa: E402
 from neo_keras.training.callbacks import measured_peak_flops  # noqa: E402
@@ -121,9 +127,14 @@ def step_limit(model, rows: int, cached: float, bandwidth: float, flops: float) 
     }
 
 
-def time_ours(
-    model, args, prompts, jit_compile: bool, share_prompts: bool
-) -> tuple[float, dict, float]:
+def prefill_limit(model, prompt_tokens: int, flops: float) -> float:
+    """The shortest the prompts' pass can take: two FLOPs per weight of the layers per prompt
+    token at the matmul rate (the prefill needs no head)."""
+    layers = sum(layer.count_params() for layer in model.backbone.transformer_layers)
+    return 2 * layers * prompt_tokens / flops
+
+
+def time_ours(model, args, prompts, jit_compile: bool, share_prompts: bool) -> GenerationStats:
     settings = SamplingSettings(temperature=args.temperature, top_p=args.top_p, seed=0)
     generator = CompletionGenerator(
         model,
@@ -137,8 +148,7 @@ def time_ours(
     completions = generator.generate(prompts, args.num_samples)
     stats = generator.stats
     assert all(c.num_tokens == args.max_new_tokens for row in completions for c in row)
-    step_seconds = stats.generate_seconds / stats.decode_steps  # the prefills included
-    return stats.tokens_per_second, stats.compile_seconds, step_seconds
+    return stats
 
 
 def time_reference(model, tokenizer, args, prompts) -> float:
@@ -216,16 +226,19 @@ def main() -> None:
     layouts = [("own cache", False)]
     if args.num_samples >= SHARE_PROMPTS_FROM:
         layouts.append(("shared prompts", True))
-    rows, steps, rates = [], {}, {}
+    rows, stats, rates = [], {}, {}
     for layout, share in layouts:
         before = machine_rates()
-        tps, compile_seconds, steps[layout] = time_ours(ours, args, prompts, True, share)
+        stats[layout] = time_ours(ours, args, prompts, True, share)
         rates[layout] = (before, machine_rates())
-        rows.append((f"neo-keras, {layout}", tps))
-        compile_text = ", ".join(f"{shape}: {s:.1f} s" for shape, s in compile_seconds.items())
+        rows.append((f"neo-keras, {layout}", stats[layout].tokens_per_second))
+        compile_text = ", ".join(
+            f"{shape}: {s:.1f} s" for shape, s in stats[layout].compile_seconds.items()
+        )
         print(f"XLA compile ({layout}), once per shape bucket (batch x length): {compile_text}")
     if args.no_xla_too:
-        rows.append(("neo-keras, no XLA", time_ours(ours, args, prompts, False, False)[0]))
+        no_xla = time_ours(ours, args, prompts, False, False)
+        rows.append(("neo-keras, no XLA", no_xla.tokens_per_second))
     rows.append(("transformers generate()", reference_tps))
     print(f"{'':30}{'tokens/s':>10}{'vs transformers':>17}")
     for name, tps in rows:
@@ -246,23 +259,31 @@ def main() -> None:
     }
     for layout, _ in layouts:
         (bandwidth_before, flops_before), (bandwidth_after, flops_after) = rates[layout]
+        bandwidth = (bandwidth_before + bandwidth_after) / 2
+        flops = (flops_before + flops_after) / 2
 
         def limit_at(bandwidth: float, flops: float, layout: str = layout) -> dict:
             return step_limit(ours, args.batch_size, cached[layout], bandwidth, flops)
 
-        limit = limit_at((bandwidth_before + bandwidth_after) / 2, (flops_before + flops_after) / 2)
-        ends = [
-            limit_at(bandwidth_before, flops_before)["seconds"] / steps[layout],
-            limit_at(bandwidth_after, flops_after)["seconds"] / steps[layout],
-        ]
+        run = stats[layout]
+        step = run.generate_seconds / run.decode_steps  # the prefill's share included
+        alone = (run.generate_seconds - run.prefill_seconds) / run.decode_steps
+        limit = limit_at(bandwidth, flops)
+        ends = [limit_at(bandwidth_before, flops_before), limit_at(bandwidth_after, flops_after)]
+        fractions = sorted(end["seconds"] / step for end in ends)
+        prefill = prefill_limit(ours, sum(lengths), flops)
         print(
             f"{layout}: a step of {args.batch_size} rows with {cached[layout]:.0f} positions "
             f"cached in all reads {limit['bytes'] / 1e6:.0f} MB "
             f"({1e3 * limit['memory_seconds']:.1f} ms) and computes "
             f"{1e3 * limit['compute_seconds']:.1f} ms: limit {1e3 * limit['seconds']:.1f} ms "
-            f"(at the rates' mean over the timing); neo-keras's step "
-            f"{1e3 * steps[layout]:.1f} ms, {limit['seconds'] / steps[layout]:.0%} of the limit "
-            f"({min(ends):.0%}-{max(ends):.0%} at the rates before and after it)."
+            f"(at the rates' mean over the timing). neo-keras's step {1e3 * step:.1f} ms with "
+            f"its share of the prefill, {limit['seconds'] / step:.0%} of the limit "
+            f"({fractions[0]:.0%}-{fractions[1]:.0%} at the rates before and after it); the "
+            f"decoding step alone {1e3 * alone:.1f} ms, {limit['seconds'] / alone:.0%}. The "
+            f"prefill {run.prefill_seconds / run.batches:.2f} s a batch, "
+            f"{prefill / run.prefill_seconds:.0%} of its limit (its prompts' tokens through "
+            "the layers at the matmul rate)."
         )
 
 

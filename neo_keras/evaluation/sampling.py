@@ -83,6 +83,9 @@ class GenerationStats:
     Attributes:
         compile_seconds: per compiled shape `"batch x length"`, the first-call time.
         generate_seconds: wall time of generation, compilation excluded.
+        prefill_seconds: of `generate_seconds`, the prompts' pass, once a batch: each
+            distinct prompt through the model, its cache then copied into or shared by its
+            rows. The rest is the decoding steps and the host's stop checks between them.
         generated_tokens: tokens generated over all completions (`Completion.num_tokens`).
         batches: batches run.
         decode_steps: decoding steps run (each extends every row of a batch by a position;
@@ -91,6 +94,7 @@ class GenerationStats:
 
     compile_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
     generate_seconds: float = 0.0
+    prefill_seconds: float = 0.0
     generated_tokens: int = 0
     batches: int = 0
     decode_steps: int = 0
@@ -103,6 +107,7 @@ class GenerationStats:
         return {
             "compile_seconds": dict(self.compile_seconds),
             "generate_seconds": round(self.generate_seconds, 3),
+            "prefill_seconds": round(self.prefill_seconds, 3),
             "generated_tokens": self.generated_tokens,
             "tokens_per_second": round(self.tokens_per_second, 2),
             "batches": self.batches,
@@ -511,6 +516,7 @@ class CompletionGenerator:
         self._compile_for(packed, inputs)
         started = time.perf_counter()
         cache = self._prefill_all(*inputs["prefill"])
+        self.stats.prefill_seconds += time.perf_counter() - started
         starts = [np.int32(b.prompt_ends[: max(len(b.rows), 1)].min()) for b in packed]
         index = self._per_replica(starts)
         finished = [b.finished.copy() for b in packed]

@@ -246,3 +246,4 @@ def test_rows_of_different_prompt_lengths_all_decode_from_the_first_step(
     stats = json.loads(json.dumps(generator.stats.as_dict()))  # as summary.json holds it
     per_step = stats["generate_seconds"] / stats["decode_steps"]
     assert stats["seconds_per_step"] == pytest.approx(per_step, abs=1e-3)
+    assert 0 < stats["prefill_seconds"] < stats["generate_seconds"]
