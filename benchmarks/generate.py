@@ -21,7 +21,7 @@ limit, and the fraction of it the generator reaches is printed beside the ratio 
 timings: on a VM they move with the neighbours' load, by up to 1.5x within minutes, so the
 limit is taken at their mean over the timing, and the fraction is also printed at each end.
 A step's time is printed with its share of the batch's prefill (the prompts' pass, once a
-batch) and without it; the prefill's own limit is its prompt tokens' matmul work.
+batch) and without it, and the prefill's rate over its prompt tokens' matmul work.
 
 The prompts are tokenized with a byte-level BPE trained here on the HumanEval prompts (no
 download); pass --tokenizer DIR (vocab.json + merges.txt, e.g. GPT-2's) to use another.
@@ -127,11 +127,11 @@ def step_limit(model, rows: int, cached: float, bandwidth: float, flops: float) 
     }
 
 
-def prefill_limit(model, prompt_tokens: int, flops: float) -> float:
-    """The shortest the prompts' pass can take: two FLOPs per weight of the layers per prompt
-    token at the matmul rate (the prefill needs no head)."""
+def prefill_flops(model, prompt_tokens: int) -> float:
+    """The matmul work of the prompts' pass: two FLOPs per weight of the layers per prompt
+    token (the prefill needs no head; padding not counted)."""
     layers = sum(layer.count_params() for layer in model.backbone.transformer_layers)
-    return 2 * layers * prompt_tokens / flops
+    return 2 * layers * prompt_tokens
 
 
 def time_ours(model, args, prompts, jit_compile: bool, share_prompts: bool) -> GenerationStats:
@@ -271,7 +271,7 @@ def main() -> None:
         limit = limit_at(bandwidth, flops)
         ends = [limit_at(bandwidth_before, flops_before), limit_at(bandwidth_after, flops_after)]
         fractions = sorted(end["seconds"] / step for end in ends)
-        prefill = prefill_limit(ours, sum(lengths), flops)
+        prefill = prefill_flops(ours, sum(lengths)) / run.prefill_seconds
         print(
             f"{layout}: a step of {args.batch_size} rows with {cached[layout]:.0f} positions "
             f"cached in all reads {limit['bytes'] / 1e6:.0f} MB "
@@ -281,9 +281,9 @@ def main() -> None:
             f"its share of the prefill, {limit['seconds'] / step:.0%} of the limit "
             f"({fractions[0]:.0%}-{fractions[1]:.0%} at the rates before and after it); the "
             f"decoding step alone {1e3 * alone:.1f} ms, {limit['seconds'] / alone:.0%}. The "
-            f"prefill {run.prefill_seconds / run.batches:.2f} s a batch, "
-            f"{prefill / run.prefill_seconds:.0%} of its limit (its prompts' tokens through "
-            "the layers at the matmul rate)."
+            f"prefill {run.prefill_seconds / run.batches:.2f} s a batch: its prompt tokens' "
+            f"matmul work at {prefill / 1e9:.0f} GFLOP/s, {prefill / flops:.0%} of the "
+            "matmul rate."
         )
 
 
