@@ -227,10 +227,11 @@ def main() -> None:
     if args.num_samples >= SHARE_PROMPTS_FROM:
         layouts.append(("shared prompts", True))
     rows, stats, rates = [], {}, {}
+    measured = [machine_rates()]  # before the first timing, then after each
     for layout, share in layouts:
-        before = machine_rates()
         stats[layout] = time_ours(ours, args, prompts, True, share)
-        rates[layout] = (before, machine_rates())
+        measured.append(machine_rates())
+        rates[layout] = tuple(measured[-2:])
         rows.append((f"neo-keras, {layout}", stats[layout].tokens_per_second))
         compile_text = ", ".join(
             f"{shape}: {s:.1f} s" for shape, s in stats[layout].compile_seconds.items()
@@ -243,7 +244,6 @@ def main() -> None:
     print(f"{'':30}{'tokens/s':>10}{'vs transformers':>17}")
     for name, tps in rows:
         print(f"{name:30}{tps:10.1f}{tps / reference_tps:16.2f}x")
-    measured = [rate for layout, _ in layouts for rate in rates[layout]]
     bandwidths, matmuls = [b / 1e9 for b, _ in measured], [f / 1e9 for _, f in measured]
     print(
         f"Machine, measured before and after each neo-keras timing: "
