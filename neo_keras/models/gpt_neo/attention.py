@@ -219,10 +219,9 @@ class GPTNeoAttention(keras.layers.Layer):
         blocks = self._write(blocks, key, value, index)
         starts = cache["starts"] if at_own_positions else None
         context = self._step_context(query, *blocks, index, starts)
-        if at_own_positions:
-            blocks = {**cache, "keys": blocks[0], "values": blocks[1]}
+        cache = {**cache, "keys": blocks[0], "values": blocks[1]} if at_own_positions else blocks
         rows = ops.shape(query)[0]
-        return ops.reshape(context, (rows, 1, self.num_heads * self.head_dim)), blocks
+        return ops.reshape(context, (rows, 1, self.num_heads * self.head_dim)), cache
 
     def _write(self, cache, key, value, index):
         """This layer's `(keys, values)` blocks with `key` and `value` `[B, T, heads,
